@@ -1,0 +1,59 @@
+"""Expected failures, named for what went wrong.
+
+Each carries the contract's error code; `app.graphql.errors` and `app.rest` are
+the only places that turn them into a GraphQL error or a JSON response.
+"""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    code = "INTERNAL_SERVER_ERROR"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(AppError):
+    """A value is malformed or out of range; `field` names it."""
+
+    code = "BAD_USER_INPUT"
+    http_status = 422
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class JobNotFound(AppError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+    def __init__(self, job_id: object) -> None:
+        super().__init__(f"job {job_id} not found")
+
+
+class InvalidTransition(AppError):
+    """The state rules forbid this change."""
+
+    code = "CONFLICT"
+    http_status = 409
+
+
+class Unauthenticated(AppError):
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class Forbidden(AppError):
+    code = "FORBIDDEN"
+    http_status = 403
+
+
+class MalformedBody(AppError):
+    """The request body is not JSON at all (REST answers 400, not 422)."""
+
+    code = "BAD_USER_INPUT"
+    http_status = 400

@@ -1,0 +1,103 @@
+"""The one place that gives every GraphQL error its `extensions.code`.
+
+Domain failures (`app.errors.AppError`) carry their code. Errors graphql-core
+raises before execution get the codes clients know from Apollo: malformed or
+wrongly typed values are `BAD_USER_INPUT` (with the argument's path named),
+syntax errors `GRAPHQL_PARSE_FAILED`, other invalid documents
+`GRAPHQL_VALIDATION_FAILED`. Anything else is a bug: `INTERNAL_SERVER_ERROR`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    ListValueNode,
+    Node,
+    ObjectValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValueNode,
+)
+
+from app.errors import AppError
+
+logger = logging.getLogger("app.graphql")
+
+# graphql-core's messages for a value of the wrong shape (literal or variable).
+_BAD_VALUE = re.compile(
+    r"^(Expected value of type|Field '[^']+' of required type|Field '[^']+' is not defined"
+    r"|Variable '\$[^']+' (has invalid value|got invalid value|of required type"
+    r"|of non-null type)|Int cannot represent|Value cannot represent"
+    r"|Value '[^']*' does not exist in)"
+)
+
+
+def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
+    """Set `error.extensions["code"]` (and name the argument in value errors); return it."""
+    original = error.original_error
+    if isinstance(original, AppError):
+        code = original.code
+    elif error.path is not None:
+        # Raised while resolving a field, and not one of ours: a bug.
+        code = "INTERNAL_SERVER_ERROR"
+    elif document is None:
+        code = "GRAPHQL_PARSE_FAILED"
+    elif _BAD_VALUE.match(error.message):
+        code = "BAD_USER_INPUT"
+        if not error.message.startswith("Variable") and error.nodes:
+            where = _argument_path(document, error.nodes[0])
+            if where:
+                error.message = f"{where}: {error.message}"
+    else:
+        code = "GRAPHQL_VALIDATION_FAILED"
+    error.extensions = {**(error.extensions or {}), "code": code}
+    return code
+
+
+def log_unexpected(error: GraphQLError) -> None:
+    logger.error(
+        "unexpected error in %s: %s",
+        ".".join(str(part) for part in error.path or ()) or "operation",
+        error.message,
+        exc_info=error.original_error,
+    )
+
+
+def _argument_path(document: DocumentNode, target: Node) -> str | None:
+    """The argument path (`input.inputs[0]`) of a value node inside the document."""
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            found = _in_selections(definition.selection_set, target)
+            if found:
+                return found
+    return None
+
+
+def _in_selections(selection_set: SelectionSetNode | None, target: Node) -> str | None:
+    for selection in (selection_set.selections or ()) if selection_set else ():
+        if isinstance(selection, FieldNode):
+            for argument in selection.arguments or ():
+                for path, node in _walk(argument.name.value, argument.value):
+                    if node is target:
+                        return path
+        found = _in_selections(getattr(selection, "selection_set", None), target)
+        if found:
+            return found
+    return None
+
+
+def _walk(path: str, value: ValueNode) -> Iterator[tuple[str, Node]]:
+    yield path, value
+    if isinstance(value, ObjectValueNode):
+        for field in value.fields or ():
+            yield f"{path}.{field.name.value}", field
+            yield from _walk(f"{path}.{field.name.value}", field.value)
+    elif isinstance(value, ListValueNode):
+        for index, item in enumerate(value.values or ()):
+            yield from _walk(f"{path}[{index}]", item)

@@ -1,0 +1,154 @@
+"""The job record, its status codes and the rules on its input values.
+
+The state rules for changes (monotonic progress, terminal states) are applied
+atomically by `app.jobs.store.update_progress`; the checks that need no stored
+state live here so that GraphQL and REST share them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.errors import InvalidInput
+
+MAX_INPUTS = 100
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+class JobStatus(enum.IntEnum):
+    IN_PROGRESS = 0
+    COMPLETED = 1
+    FAILED = 10
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not JobStatus.IN_PROGRESS
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: uuid.UUID
+    tenant: str
+    status: JobStatus
+    progress: int
+    profile: uuid.UUID
+    video: uuid.UUID
+    inputs: tuple[uuid.UUID, ...]
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    # Insertion order: the key of newest-first keyset pagination, never shown.
+    seq: int
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status.is_terminal or self.deleted_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    inputs: tuple[uuid.UUID, ...]
+    profile: uuid.UUID
+    video: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    status: JobStatus | None = None
+    video: uuid.UUID | None = None
+    profile: uuid.UUID | None = None
+    include_deleted: bool = False
+
+    def matches(self, job: Job) -> bool:
+        return (
+            (self.status is None or job.status == self.status)
+            and (self.video is None or job.video == self.video)
+            and (self.profile is None or job.profile == self.profile)
+            and (self.include_deleted or job.deleted_at is None)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    jobs: list[Job]
+    has_next: bool
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """UTC, ISO 8601, always with microseconds and a Z suffix (the documented format)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_uuid(field: str, value: object) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"must be a UUID string, got {_kind(value)}")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(field, f"{_short(value)} is not a valid UUID") from None
+
+
+def new_job(inputs: Sequence[uuid.UUID], profile: uuid.UUID, video: uuid.UUID) -> NewJob:
+    if not inputs:
+        raise InvalidInput("inputs", "must hold at least one input UUID")
+    if len(inputs) > MAX_INPUTS:
+        raise InvalidInput("inputs", f"holds {len(inputs)} entries; at most {MAX_INPUTS}")
+    seen: set[uuid.UUID] = set()
+    for index, value in enumerate(inputs):
+        if value in seen:
+            raise InvalidInput(f"inputs[{index}]", f"{value} is listed twice")
+        seen.add(value)
+    return NewJob(inputs=tuple(inputs), profile=profile, video=video)
+
+
+def check_progress(progress: int | None, field: str = "progress") -> None:
+    if progress is not None and not 0 <= progress <= 100:
+        raise InvalidInput(field, f"must be between 0 and 100, got {progress}")
+
+
+def check_page_size(first: int, field: str = "first") -> None:
+    if not 1 <= first <= MAX_PAGE_SIZE:
+        raise InvalidInput(field, f"must be between 1 and {MAX_PAGE_SIZE}, got {first}")
+
+
+_CURSOR_PREFIX = "job:"
+
+
+def encode_cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{job.seq}".encode()).decode()
+
+
+def decode_cursor(cursor: str, field: str = "after") -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
+    except (ValueError, binascii.Error, UnicodeError):
+        raw = ""
+    if raw.startswith(_CURSOR_PREFIX) and raw[len(_CURSOR_PREFIX) :].isdigit():
+        return int(raw[len(_CURSOR_PREFIX) :])
+    raise InvalidInput(field, f"{_short(cursor)} is not a cursor this API gave out")
+
+
+def _short(value: str, limit: int = 60) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+def _kind(value: object) -> str:
+    return {
+        type(None): "null",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)

@@ -1,0 +1,180 @@
+"""Every SQL statement on jobs. Async functions taking the `Database`.
+
+The state rules are applied here, atomically: a change is one conditional
+`UPDATE … WHERE … RETURNING`, so concurrent workers can never move progress
+backwards or revive a finished job, whichever of them the database runs first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from databases import Database
+
+from app.db import jobs
+from app.errors import InvalidTransition, JobNotFound
+from app.jobs.model import (
+    Job,
+    JobFilter,
+    JobStatus,
+    NewJob,
+    Page,
+    check_progress,
+    utcnow,
+)
+
+
+def _job(row: Mapping[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        tenant=row["tenant"],
+        status=JobStatus(row["status"]),
+        progress=row["progress"],
+        profile=row["profile"],
+        video=row["video"],
+        inputs=tuple(uuid.UUID(value) for value in row["inputs"]),
+        created_at=_utc(row["created_at"]),
+        updated_at=_utc(row["updated_at"]),
+        deleted_at=_utc(row["deleted_at"]) if row["deleted_at"] is not None else None,
+        seq=row["seq"],
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; we only ever store UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _where(tenant: str, job_filter: JobFilter) -> list[sa.ColumnElement[bool]]:
+    clauses = [jobs.c.tenant == tenant]
+    if not job_filter.include_deleted:
+        clauses.append(jobs.c.deleted_at.is_(None))
+    if job_filter.status is not None:
+        clauses.append(jobs.c.status == int(job_filter.status))
+    if job_filter.video is not None:
+        clauses.append(jobs.c.video == job_filter.video)
+    if job_filter.profile is not None:
+        clauses.append(jobs.c.profile == job_filter.profile)
+    return clauses
+
+
+async def create_job(db: Database, tenant: str, new: NewJob) -> Job:
+    now = utcnow()
+    row = await db.fetch_one(
+        jobs.insert()
+        .values(
+            id=uuid.uuid4(),
+            tenant=tenant,
+            status=int(JobStatus.IN_PROGRESS),
+            progress=0,
+            profile=new.profile,
+            video=new.video,
+            inputs=[str(value) for value in new.inputs],
+            created_at=now,
+            updated_at=now,
+            deleted_at=None,
+        )
+        .returning(*jobs.c)
+    )
+    assert row is not None
+    return _job(row._mapping)
+
+
+async def get_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job | None:
+    row = await db.fetch_one(sa.select(*jobs.c).where(jobs.c.id == job_id, jobs.c.tenant == tenant))
+    return _job(row._mapping) if row is not None else None
+
+
+async def list_jobs(
+    db: Database, tenant: str, job_filter: JobFilter, first: int, after: int | None = None
+) -> Page:
+    """Newest first; `after` is the `seq` of the last job of the previous page."""
+    clauses = _where(tenant, job_filter)
+    if after is not None:
+        clauses.append(jobs.c.seq < after)
+    rows = await db.fetch_all(
+        sa.select(*jobs.c).where(*clauses).order_by(jobs.c.seq.desc()).limit(first + 1)
+    )
+    found = [_job(row._mapping) for row in rows]
+    return Page(jobs=found[:first], has_next=len(found) > first)
+
+
+async def count_jobs(db: Database, tenant: str, job_filter: JobFilter) -> int:
+    value = await db.fetch_val(
+        sa.select(sa.func.count()).select_from(jobs).where(*_where(tenant, job_filter))
+    )
+    return int(value)
+
+
+async def delete_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job:
+    """Soft delete; deleting again returns the job unchanged."""
+    now = utcnow()
+    row = await db.fetch_one(
+        jobs.update()
+        .where(jobs.c.id == job_id, jobs.c.tenant == tenant, jobs.c.deleted_at.is_(None))
+        .values(deleted_at=now, updated_at=now)
+        .returning(*jobs.c)
+    )
+    if row is not None:
+        return _job(row._mapping)
+    job = await get_job(db, tenant, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+async def update_progress(
+    db: Database,
+    tenant: str,
+    job_id: uuid.UUID,
+    progress: int | None,
+    status: JobStatus | None = None,
+) -> Job:
+    """Report progress and/or a final status, under the contract's state rules.
+
+    Only an IN_PROGRESS, not deleted job changes; progress never goes down;
+    COMPLETED sets progress to 100; FAILED keeps the progress reached.
+    """
+    check_progress(progress)
+    values: dict[str, Any] = {"updated_at": utcnow()}
+    if progress is not None:
+        values["progress"] = progress
+    if status is not None:
+        values["status"] = int(status)
+    if status is JobStatus.COMPLETED:
+        values["progress"] = 100
+    conditions = [
+        jobs.c.id == job_id,
+        jobs.c.tenant == tenant,
+        jobs.c.status == int(JobStatus.IN_PROGRESS),
+        jobs.c.deleted_at.is_(None),
+    ]
+    if progress is not None:
+        conditions.append(jobs.c.progress <= progress)
+    row = await db.fetch_one(jobs.update().where(*conditions).values(**values).returning(*jobs.c))
+    if row is not None:
+        return _job(row._mapping)
+    raise await _why_unchanged(db, tenant, job_id, progress)
+
+
+async def _why_unchanged(
+    db: Database, tenant: str, job_id: uuid.UUID, progress: int | None
+) -> Exception:
+    job = await get_job(db, tenant, job_id)
+    if job is None:
+        return JobNotFound(job_id)
+    if job.deleted_at is not None:
+        return InvalidTransition(f"job {job_id} is deleted and can no longer change")
+    if job.status.is_terminal:
+        return InvalidTransition(
+            f"job {job_id} is already {job.status.name} and can no longer change"
+        )
+    if progress is not None and progress < job.progress:
+        return InvalidTransition(
+            f"progress: {progress} is lower than the job's current progress {job.progress}"
+        )
+    return InvalidTransition(f"job {job_id} changed concurrently; read it and try again")

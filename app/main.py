@@ -1,0 +1,82 @@
+"""create_app(settings): routes, lifespan, error handlers. `app` reads the environment."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from app import db, rest
+from app.errors import AppError
+from app.graphql.view import GraphQLView
+from app.settings import Settings, SettingsError
+
+logger = logging.getLogger("app")
+
+
+def create_app(settings: Settings) -> Starlette:
+    graphql = GraphQLView(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
+        if settings.migrate_on_start:
+            applied = await db.migrate(settings)
+            if applied:
+                logger.info("database migrated: applied %s", ", ".join(applied))
+        database = await db.connect(settings)
+        try:
+            yield {"database": database}
+        finally:
+            await database.disconnect()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await request.state.database.fetch_val("SELECT 1")
+        except Exception as exc:  # any failure means "not ready"; say which
+            return JSONResponse(
+                {"status": "unavailable", "database": f"unreachable: {exc}"}, status_code=503
+            )
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return rest.error_response(500, "INTERNAL_SERVER_ERROR", "internal error")
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            *rest.routes,
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        exception_handlers={
+            AppError: rest.app_error,
+            HTTPException: rest.http_error,
+            Exception: unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+def _from_environment() -> Starlette:
+    try:
+        return create_app(Settings.from_env())
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = _from_environment()

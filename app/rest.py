@@ -1,0 +1,201 @@
+"""The documented REST routes under /encoding/jobs: same store, same rules."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.errors import AppError, InvalidInput, JobNotFound, MalformedBody
+from app.jobs import model
+from app.jobs.model import Job, JobStatus, format_timestamp, parse_uuid
+from app.jobs.service import Jobs
+
+REQUEST_KEYS = ("inputs", "profile", "video")
+PATCH_KEYS = ("progress", "status")
+
+
+def job_response(job: Job, public_url: str) -> dict[str, Any]:
+    """The documented response object, exactly these keys."""
+    return {
+        "id": str(job.id),
+        "url": job_url(job, public_url),
+        "status": int(job.status),
+        "progress": job.progress,
+        "profile": str(job.profile),
+        "video": str(job.video),
+        "inputs": [str(value) for value in job.inputs],
+        "created_at": format_timestamp(job.created_at),
+        "updated_at": format_timestamp(job.updated_at),
+        "deleted_at": format_timestamp(job.deleted_at) if job.deleted_at else None,
+    }
+
+
+def job_url(job: Job, public_url: str) -> str:
+    return f"{public_url}/encoding/jobs/{job.id}"
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    return error_response(exc.http_status, exc.code, exc.message)
+
+
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+    response = error_response(exc.status_code, code, exc.detail)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedBody(f"body: not valid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    return body
+
+
+def _only(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    for key in body:
+        if key not in allowed:
+            raise InvalidInput(key, f"is not a known field; expected {', '.join(allowed)}")
+
+
+def _path_id(request: Request) -> uuid.UUID:
+    return parse_uuid("id", request.path_params["id"])
+
+
+def _status(field: str, value: object) -> JobStatus:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, "must be a status code: 0, 1 or 10")
+    try:
+        return JobStatus(value)
+    except ValueError:
+        raise InvalidInput(field, f"{value} is not a status code; expected 0, 1 or 10") from None
+
+
+def _int(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, "must be an integer")
+    return value
+
+
+def _query_int(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(name, f"{raw!r} is not an integer") from None
+
+
+def _query_bool(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "false").lower()
+    if raw in ("true", "1"):
+        return True
+    if raw in ("false", "0"):
+        return False
+    raise InvalidInput(name, f"{raw!r} is not true or false")
+
+
+async def create(request: Request) -> Response:
+    body = await _body(request)
+    _only(body, REQUEST_KEYS)
+    for key in REQUEST_KEYS:
+        if key not in body:
+            raise InvalidInput(key, "is required")
+    inputs = body["inputs"]
+    if not isinstance(inputs, list):
+        raise InvalidInput("inputs", "must be a list of UUID strings")
+    new = model.new_job(
+        [parse_uuid(f"inputs[{index}]", value) for index, value in enumerate(inputs)],
+        profile=parse_uuid("profile", body["profile"]),
+        video=parse_uuid("video", body["video"]),
+    )
+    job = await _jobs(request).create(new)
+    public_url = request.app.state.settings.public_url
+    return JSONResponse(
+        job_response(job, public_url),
+        status_code=201,
+        headers={"Location": job_url(job, public_url)},
+    )
+
+
+async def read(request: Request) -> Response:
+    job_id = _path_id(request)
+    job = await _jobs(request).get(job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return JSONResponse(job_response(job, request.app.state.settings.public_url))
+
+
+async def listing(request: Request) -> Response:
+    limit = _query_int(request, "limit")
+    limit = model.DEFAULT_PAGE_SIZE if limit is None else limit
+    model.check_page_size(limit, "limit")
+    cursor = request.query_params.get("cursor")
+    after = model.decode_cursor(cursor, "cursor") if cursor else None
+    status = _query_int(request, "status")
+    video = request.query_params.get("video")
+    profile = request.query_params.get("profile")
+    job_filter = model.JobFilter(
+        status=_status("status", status) if status is not None else None,
+        video=parse_uuid("video", video) if video is not None else None,
+        profile=parse_uuid("profile", profile) if profile is not None else None,
+        include_deleted=_query_bool(request, "include_deleted"),
+    )
+    page = await _jobs(request).list(job_filter, limit, after)
+    public_url = request.app.state.settings.public_url
+    return JSONResponse(
+        {
+            "jobs": [job_response(job, public_url) for job in page.jobs],
+            "next_cursor": model.encode_cursor(page.jobs[-1]) if page.has_next else None,
+        }
+    )
+
+
+async def delete(request: Request) -> Response:
+    job = await _jobs(request).delete(_path_id(request))
+    return JSONResponse(job_response(job, request.app.state.settings.public_url))
+
+
+async def patch(request: Request) -> Response:
+    job_id = _path_id(request)
+    body = await _body(request)
+    _only(body, PATCH_KEYS)
+    if not body:
+        raise InvalidInput("body", "give progress, status or both")
+    progress = _int("progress", body["progress"]) if "progress" in body else None
+    status = _status("status", body["status"]) if "status" in body else None
+    job = await _jobs(request).update_progress(job_id, progress, status)
+    return JSONResponse(job_response(job, request.app.state.settings.public_url))
+
+
+def _jobs(request: Request) -> Jobs:
+    return Jobs(request.state.database, tenant="default")
+
+
+routes = [
+    Route("/encoding/jobs", create, methods=["POST"]),
+    Route("/encoding/jobs", listing, methods=["GET"]),
+    Route("/encoding/jobs/{id}", read, methods=["GET"]),
+    Route("/encoding/jobs/{id}", delete, methods=["DELETE"]),
+    Route("/encoding/jobs/{id}", patch, methods=["PATCH"]),
+]
