@@ -49,6 +49,15 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _later(now: datetime) -> sa.ColumnElement[datetime]:
+    """`now`, or the stored updated_at if that is later: it never goes backwards, even
+    when two writers' clocks (or two requests of one process) race."""
+    return sa.case(
+        (jobs.c.updated_at > now, jobs.c.updated_at),
+        else_=sa.literal(now, sa.DateTime(timezone=True)),
+    )
+
+
 def _where(tenant: str, job_filter: JobFilter) -> list[sa.ColumnElement[bool]]:
     clauses = [jobs.c.tenant == tenant]
     if not job_filter.include_deleted:
@@ -116,7 +125,7 @@ async def delete_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job:
     row = await db.fetch_one(
         jobs.update()
         .where(jobs.c.id == job_id, jobs.c.tenant == tenant, jobs.c.deleted_at.is_(None))
-        .values(deleted_at=now, updated_at=now)
+        .values(deleted_at=now, updated_at=_later(now))
         .returning(*jobs.c)
     )
     if row is not None:
@@ -140,7 +149,7 @@ async def update_progress(
     COMPLETED sets progress to 100; FAILED keeps the progress reached.
     """
     check_progress(progress)
-    values: dict[str, Any] = {"updated_at": utcnow()}
+    values: dict[str, Any] = {"updated_at": _later(utcnow())}
     if progress is not None:
         values["progress"] = progress
     if status is not None:
