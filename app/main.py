@@ -79,4 +79,9 @@ def _from_environment() -> Starlette:
         raise SystemExit(2) from None
 
 
-app = _from_environment()
+def __getattr__(name: str) -> Starlette:
+    # `app.main:app` is built from the environment when a server asks for it, not
+    # on import, so importing this module (tests, tools) reads no environment.
+    if name == "app":
+        return _from_environment()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,12 +36,19 @@ def _job(row: Mapping[str, Any]) -> Job:
         progress=row["progress"],
         profile=row["profile"],
         video=row["video"],
-        inputs=tuple(uuid.UUID(value) for value in row["inputs"]),
+        # uuid[] on PostgreSQL arrives as UUIDs, SQLite's JSON array as strings. (On
+        # PostgreSQL, `row._mapping` is asyncpg's raw record: no SQLAlchemy result
+        # processing, so a column type needing it would arrive unconverted.)
+        inputs=tuple(_as_uuid(value) for value in row["inputs"]),
         created_at=_utc(row["created_at"]),
         updated_at=_utc(row["updated_at"]),
         deleted_at=_utc(row["deleted_at"]) if row["deleted_at"] is not None else None,
         seq=row["seq"],
     )
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 def _utc(value: datetime) -> datetime:
@@ -102,14 +109,17 @@ async def list_jobs(
     db: Database, tenant: str, job_filter: JobFilter, first: int, after: int | None = None
 ) -> Page:
     """Newest first; `after` is the `seq` of the last job of the previous page."""
+    rows = await db.fetch_all(list_query(tenant, job_filter, first + 1, after))
+    found = [_job(row._mapping) for row in rows]
+    return Page(jobs=found[:first], has_next=len(found) > first)
+
+
+def list_query(tenant: str, job_filter: JobFilter, limit: int, after: int | None) -> sa.Select[Any]:
+    """Keyset pagination: an index range scan whatever the page's depth."""
     clauses = _where(tenant, job_filter)
     if after is not None:
         clauses.append(jobs.c.seq < after)
-    rows = await db.fetch_all(
-        sa.select(*jobs.c).where(*clauses).order_by(jobs.c.seq.desc()).limit(first + 1)
-    )
-    found = [_job(row._mapping) for row in rows]
-    return Page(jobs=found[:first], has_next=len(found) > first)
+    return sa.select(*jobs.c).where(*clauses).order_by(jobs.c.seq.desc()).limit(limit)
 
 
 async def count_jobs(db: Database, tenant: str, job_filter: JobFilter) -> int:
