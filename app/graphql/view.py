@@ -5,14 +5,16 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 
 from app.graphql.context import Context
+from app.graphql.http import GraphQLOverHTTP
 from app.jobs.service import Jobs
 from app.settings import Settings
 
 
-class GraphQLView(GraphQL[Context, None]):
+class GraphQLView(GraphQLOverHTTP):
+    """GraphQL over HTTP (rules in app.graphql.http) and over WebSocket at /graphql."""
+
     def __init__(self, settings: Settings, **options: object) -> None:
         from app.graphql.schema import create_schema
 

@@ -1,0 +1,277 @@
+"""GraphQL over HTTP, as the GraphQL-over-HTTP spec says, for the /graphql view.
+
+- The answer's media type follows the Accept header: `application/json` (also for
+  no Accept, `*/*` and `application/*`) or `application/graphql-response+json`;
+  neither acceptable is 406.
+- With `application/graphql-response+json`, a request that fails before execution
+  (parse, validation, variable coercion) is 400 (401/403 for auth codes); with
+  `application/json` every GraphQL result is 200, errors in the body.
+- Such a result has no `data` entry (GraphQL spec: errors before execution).
+- Mutations over GET are 405 with `Allow: POST`.
+- Requests that are not GraphQL-over-HTTP requests (body not JSON, `query` not a
+  string, ...) get a 4xx with a GraphQL-shaped body: `{"errors": [{"message",
+  "extensions": {"code"}}]}`, the code assigned in `app.graphql.errors`.
+
+`GraphQLOverHTTP` holds only these HTTP rules; `view.GraphQLView` inherits it and
+adds the context and WebSocket behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from app.errors import AppError, InvalidInput, MalformedBody
+from app.graphql.context import Context
+from app.graphql.errors import assign_code
+
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+# Status of a failed request (no `data`) under application/graphql-response+json,
+# by the code app.graphql.errors gave its first error; any other code is 400.
+_REQUEST_ERROR_STATUS = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403, "INTERNAL_SERVER_ERROR": 500}
+
+
+class BadRequest(AppError):
+    """The HTTP exchange itself is wrong: method, media types, operation kind."""
+
+    code = "BAD_REQUEST"
+    http_status = 400
+
+
+class RequestRefused(Exception):
+    """Answer with `status` and this one error; no GraphQL operation runs."""
+
+    def __init__(
+        self, status: int, error: AppError, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(error.message)
+        self.status = status
+        self.error = error
+        self.headers = dict(headers or {})
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The media type to answer in, from the Accept header; None if neither of ours.
+
+    The highest q wins; at equal q the range listed first. Wildcards mean
+    application/json (the spec's default), unless the client excluded it with q=0.
+    """
+    if not accept or not accept.strip():
+        return JSON
+    ranges: list[tuple[str, float]] = []
+    for item in accept.split(","):
+        media_range, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranges.append((media_range.lower(), q))
+    excluded = {media_range for media_range, q in ranges if q <= 0}
+    best: str | None = None
+    best_q = 0.0
+    for media_range, q in ranges:
+        if media_range in (JSON, GRAPHQL_RESPONSE):
+            candidate: str | None = media_range
+        elif media_range in ("*/*", "application/*"):
+            candidate = next((t for t in (JSON, GRAPHQL_RESPONSE) if t not in excluded), None)
+        else:
+            candidate = None
+        if candidate is not None and q > best_q:
+            best, best_q = candidate, q
+    return best
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """True when the operation never ran: every error came before execution.
+
+    Errors raised while resolving fields carry a `path`; a null `data` from such an
+    error (a non-null root field failing) is an execution result, not this.
+    """
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors or ())
+    )
+
+
+def error_body(error: AppError) -> dict[str, Any]:
+    graphql_error = GraphQLError(error.message, original_error=error)
+    assign_code(graphql_error, None)
+    return {"errors": [graphql_error.formatted]}
+
+
+class GraphQLOverHTTP(GraphQL[Context, None]):
+    """The HTTP half of the /graphql view (the WebSocket half is strawberry's)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        response = await self._respond(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        if self.should_render_graphql_ide(self.request_adapter_class(request)):
+            return await self._run(request, JSON)
+        media_type = negotiate(request.headers.get("accept"))
+        if media_type is None:
+            return self._refusal(
+                RequestRefused(
+                    406, BadRequest(f"Accept: answers are {JSON} or {GRAPHQL_RESPONSE}")
+                ),
+                JSON,
+            )
+        response = await self._run(request, media_type)
+        # strawberry answers GraphQL results as application/json; say what we sent.
+        if media_type == GRAPHQL_RESPONSE and response.headers.get("content-type") == JSON:
+            response.headers["content-type"] = GRAPHQL_RESPONSE
+        return response
+
+    async def _run(self, request: Request, media_type: str) -> Response:
+        try:
+            return await self.run(request)
+        except RequestRefused as refused:
+            return self._refusal(refused, media_type)
+        except HTTPException as exc:  # strawberry's own refusals
+            return self._refusal(
+                RequestRefused(exc.status_code, BadRequest(exc.reason)), media_type
+            )
+
+    def _refusal(self, refused: RequestRefused, media_type: str) -> Response:
+        return Response(
+            self.encode_json(error_body(refused.error)),
+            status_code=refused.status,
+            headers=refused.headers,
+            media_type=media_type,
+        )
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        content_type, _ = parse_content_type(request.content_type or "")
+        if self._get_stream_transport_from_headers(request.headers) or (
+            request.method == "POST" and content_type == "multipart/form-data"
+        ):
+            # Streaming subscriptions and uploads, when enabled, are strawberry's.
+            return await super().parse_http_body(request)
+        if request.method == "GET":
+            return _get_parameters(request.query_params)
+        if content_type != JSON:
+            given = f"got {content_type!r}" if content_type else "none given"
+            raise RequestRefused(415, BadRequest(f"Content-Type: must be {JSON} ({given})"))
+        body = await request.get_body()
+        try:
+            parameters = json.loads(body)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise RequestRefused(400, MalformedBody(f"body: not valid JSON ({exc})")) from None
+        return _request_data(parameters)
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        try:
+            result = await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        except HTTPException as exc:
+            raise _refusal_for(exc, request_adapter.method) from exc
+        if (
+            is_request_error(result)
+            and not sub_response.status_code
+            and negotiate(request.headers.get("accept")) == GRAPHQL_RESPONSE
+        ):
+            code = ((result.errors or [])[0].extensions or {}).get("code")
+            sub_response.status_code = _REQUEST_ERROR_STATUS.get(str(code), 400)
+        return result
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        if is_request_error(result):
+            response.pop("data", None)
+        return response
+
+
+def _refusal_for(exc: HTTPException, method: str) -> RequestRefused:
+    cause = exc.__cause__
+    if isinstance(cause, InvalidOperationTypeError):
+        if cause.operation_type == OperationType.MUTATION and method == "GET":
+            return RequestRefused(
+                405, BadRequest("mutations are not allowed over GET; use POST"), {"Allow": "POST"}
+            )
+        return RequestRefused(400, BadRequest(exc.reason))
+    if isinstance(cause, CannotGetOperationTypeError):
+        if cause.operation_name is None:
+            problem = "required when the document has several operations"
+        else:
+            problem = f"no operation named {cause.operation_name!r} in the document"
+        return RequestRefused(400, InvalidInput("operationName", problem))
+    return RequestRefused(exc.status_code, BadRequest(exc.reason))
+
+
+def _get_parameters(query_params: Mapping[str, Any]) -> GraphQLRequestData:
+    parameters: dict[str, Any] = {}
+    for name, value in query_params.items():
+        if isinstance(value, list):
+            raise RequestRefused(400, InvalidInput(name, "given more than once"))
+        if name in ("variables", "extensions") and value:
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise RequestRefused(400, InvalidInput(name, f"not valid JSON ({exc})")) from None
+        parameters[name] = value or None
+    return _request_data(parameters)
+
+
+def _request_data(parameters: object) -> GraphQLRequestData:
+    """Check the spec's request parameters; any other shape is the client's error."""
+    if not isinstance(parameters, dict):
+        raise RequestRefused(400, InvalidInput("body", "must be a JSON object"))
+    query = parameters.get("query")
+    if query is None:
+        raise RequestRefused(400, InvalidInput("query", "required: the GraphQL document"))
+    _expect(parameters, "query", str, "a string")
+    _expect(parameters, "operationName", str, "a string or null")
+    _expect(parameters, "variables", dict, "an object or null")
+    _expect(parameters, "extensions", dict, "an object or null")
+    return GraphQLRequestData(
+        query=query,
+        variables=parameters.get("variables"),
+        operation_name=parameters.get("operationName"),
+        extensions=parameters.get("extensions"),
+    )
+
+
+def _expect(parameters: Mapping[str, Any], name: str, kind: type, described: str) -> None:
+    value = parameters.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise RequestRefused(400, InvalidInput(name, f"must be {described}"))
+
+
+__all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLOverHTTP", "negotiate"]
