@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from app import db, rest
+from app.auth import TokenVerifier
 from app.errors import AppError
 from app.graphql.view import GraphQLView
+from app.middleware import BodyLimit, LoopbackOnly
 from app.settings import Settings, SettingsError
 
 logger = logging.getLogger("app")
@@ -26,6 +31,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
+        if settings.open_mode:
+            warn_open_mode()
         if settings.migrate_on_start:
             applied = await db.migrate(settings)
             if applied:
@@ -49,8 +56,16 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse({"status": "ready", "database": "ok"})
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return rest.error_response(500, "INTERNAL_SERVER_ERROR", "internal error")
+        request_id = uuid.uuid4().hex
+        logger.exception(
+            "unexpected error on %s %s [request id %s]",
+            request.method,
+            request.url.path,
+            request_id,
+        )
+        return rest.error_response(
+            500, "INTERNAL_SERVER_ERROR", f"internal error (request id {request_id})"
+        )
 
     app = Starlette(
         routes=[
@@ -65,10 +80,43 @@ def create_app(settings: Settings) -> Starlette:
             HTTPException: rest.http_error,
             Exception: unexpected,
         },
+        middleware=_middleware(settings),
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
     return app
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    middleware = []
+    if settings.cors_origins:
+        # Bearer tokens, not cookies: no credentials mode needed.
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Accept"],
+                expose_headers=["Location"],
+                max_age=600,
+            )
+        )
+    if settings.open_mode:
+        middleware.append(Middleware(LoopbackOnly))
+    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
+    return middleware
+
+
+def warn_open_mode() -> None:
+    for line in (
+        "*" * 72,
+        "AUTH_JWT_SECRET is not set: the gateway runs OPEN, without authentication.",
+        "Every request acts as tenant 'default' with every scope; loopback only.",
+        "Set AUTH_JWT_SECRET (and issue tokens with `python -m app token`) to serve others.",
+        "*" * 72,
+    ):
+        logger.warning(line)
 
 
 def _from_environment() -> Starlette:

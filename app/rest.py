@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.errors import AppError, InvalidInput, JobNotFound, MalformedBody
+from app.errors import AppError, InvalidInput, JobNotFound, MalformedBody, Unauthenticated
 from app.jobs import model
 from app.jobs.model import Job, JobStatus, format_timestamp, parse_uuid
 from app.jobs.service import Jobs
@@ -46,7 +46,10 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 async def app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
-    return error_response(exc.http_status, exc.code, exc.message)
+    response = error_response(exc.http_status, exc.code, exc.message)
+    if isinstance(exc, Unauthenticated):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="jobs"'
+    return response
 
 
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
@@ -116,6 +119,7 @@ def _query_bool(request: Request, name: str) -> bool:
 
 
 async def create(request: Request) -> Response:
+    jobs = _jobs(request)
     body = await _body(request)
     _only(body, REQUEST_KEYS)
     for key in REQUEST_KEYS:
@@ -129,7 +133,7 @@ async def create(request: Request) -> Response:
         profile=parse_uuid("profile", body["profile"]),
         video=parse_uuid("video", body["video"]),
     )
-    job = await _jobs(request).create(new)
+    job = await jobs.create(new)
     public_url = request.app.state.settings.public_url
     return JSONResponse(
         job_response(job, public_url),
@@ -139,14 +143,16 @@ async def create(request: Request) -> Response:
 
 
 async def read(request: Request) -> Response:
+    jobs = _jobs(request)
     job_id = _path_id(request)
-    job = await _jobs(request).get(job_id)
+    job = await jobs.get(job_id)
     if job is None:
         raise JobNotFound(job_id)
     return JSONResponse(job_response(job, request.app.state.settings.public_url))
 
 
 async def listing(request: Request) -> Response:
+    jobs = _jobs(request)
     limit = _query_int(request, "limit")
     limit = model.DEFAULT_PAGE_SIZE if limit is None else limit
     model.check_page_size(limit, "limit")
@@ -161,7 +167,7 @@ async def listing(request: Request) -> Response:
         profile=parse_uuid("profile", profile) if profile is not None else None,
         include_deleted=_query_bool(request, "include_deleted"),
     )
-    page = await _jobs(request).list(job_filter, limit, after)
+    page = await jobs.list(job_filter, limit, after)
     public_url = request.app.state.settings.public_url
     return JSONResponse(
         {
@@ -172,11 +178,13 @@ async def listing(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
-    job = await _jobs(request).delete(_path_id(request))
+    jobs = _jobs(request)
+    job = await jobs.delete(_path_id(request))
     return JSONResponse(job_response(job, request.app.state.settings.public_url))
 
 
 async def patch(request: Request) -> Response:
+    jobs = _jobs(request)
     job_id = _path_id(request)
     body = await _body(request)
     _only(body, PATCH_KEYS)
@@ -184,12 +192,14 @@ async def patch(request: Request) -> Response:
         raise InvalidInput("body", "give progress, status or both")
     progress = _int("progress", body["progress"]) if "progress" in body else None
     status = _status("status", body["status"]) if "status" in body else None
-    job = await _jobs(request).update_progress(job_id, progress, status)
+    job = await jobs.update_progress(job_id, progress, status)
     return JSONResponse(job_response(job, request.app.state.settings.public_url))
 
 
 def _jobs(request: Request) -> Jobs:
-    return Jobs(request.state.database, tenant="default")
+    """The caller's jobs; first in every route, so a bad token is 401 whatever else is wrong."""
+    caller = request.app.state.verifier.verify(request.headers.get("authorization"))
+    return Jobs.for_caller(request.state.database, caller)
 
 
 routes = [

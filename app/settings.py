@@ -19,7 +19,21 @@ class Settings:
     broadcast_url: str = "memory://"
     public_url: str = "http://127.0.0.1:8000"
     auth_jwt_secret: str | None = None
+    # PEM text of an identity provider's RS256/ES256 public key (AUTH_JWT_PUBLIC_KEY
+    # holds the PEM itself or a path to a PEM file).
+    auth_jwt_public_key: str | None = None
+    auth_jwt_audience: str | None = None
+    auth_jwt_issuer: str | None = None
     migrate_on_start: bool = True
+    # Limits on what one request may ask of the server.
+    max_query_depth: int = 10
+    max_query_aliases: int = 15
+    max_query_tokens: int = 2000
+    max_body_bytes: int = 1_048_576
+    max_subscriptions_per_connection: int = 20
+    graphql_introspection: bool = True
+    graphiql: bool = True
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -30,7 +44,26 @@ class Settings:
             broadcast_url=env.get("BROADCAST_URL") or defaults.broadcast_url,
             public_url=(env.get("PUBLIC_URL") or defaults.public_url).rstrip("/"),
             auth_jwt_secret=env.get("AUTH_JWT_SECRET") or None,
+            auth_jwt_public_key=_public_key(env.get("AUTH_JWT_PUBLIC_KEY") or None),
+            auth_jwt_audience=env.get("AUTH_JWT_AUDIENCE") or None,
+            auth_jwt_issuer=env.get("AUTH_JWT_ISSUER") or None,
             migrate_on_start=_flag(env, "MIGRATE_ON_START", defaults.migrate_on_start),
+            max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth),
+            max_query_aliases=_int(env, "MAX_QUERY_ALIASES", defaults.max_query_aliases),
+            max_query_tokens=_int(env, "MAX_QUERY_TOKENS", defaults.max_query_tokens),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes),
+            max_subscriptions_per_connection=_int(
+                env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", defaults.max_subscriptions_per_connection
+            ),
+            graphql_introspection=_flag(
+                env, "GRAPHQL_INTROSPECTION", defaults.graphql_introspection
+            ),
+            graphiql=_flag(env, "GRAPHIQL", defaults.graphiql),
+            cors_origins=tuple(
+                origin.strip().rstrip("/")
+                for origin in (env.get("CORS_ORIGINS") or "").split(",")
+                if origin.strip()
+            ),
         )
         settings.validate()
         return settings
@@ -44,6 +77,17 @@ class Settings:
                 f"PUBLIC_URL must be an absolute http(s) URL such as https://api.example.test, "
                 f"got {self.public_url!r}"
             )
+        if self.auth_jwt_secret is not None:
+            _check_secret(self.auth_jwt_secret)
+        if self.auth_jwt_public_key is not None:
+            public_key_algorithm(self.auth_jwt_public_key)
+        for origin in self.cors_origins:
+            _check_origin(origin)
+
+    @property
+    def open_mode(self) -> bool:
+        """No way to verify a token: the server runs open as tenant `default`."""
+        return self.auth_jwt_secret is None and self.auth_jwt_public_key is None
 
     @property
     def is_sqlite(self) -> bool:
@@ -64,6 +108,80 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+# Values copied from examples and templates; a real secret is random.
+_PLACEHOLDERS = ("change", "replace", "placeholder", "secret", "example", "default", "xxxx")
+MIN_SECRET_LENGTH = 32
+
+
+def _check_secret(secret: str) -> None:
+    lowered = secret.lower()
+    if (
+        len(secret) < MIN_SECRET_LENGTH
+        or len(set(secret)) < 10
+        or any(word in lowered for word in _PLACEHOLDERS)
+    ):
+        raise SettingsError(
+            f"AUTH_JWT_SECRET must be a random string of at least {MIN_SECRET_LENGTH} characters "
+            "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
+            "not a placeholder"
+        )
+
+
+def _public_key(value: str | None) -> str | None:
+    if value is None or value.lstrip().startswith("-----BEGIN"):
+        return value
+    try:
+        return Path(value).read_text()
+    except OSError as exc:
+        raise SettingsError(
+            f"AUTH_JWT_PUBLIC_KEY must be a PEM public key or the path of one; "
+            f"cannot read {value!r}: {exc.strerror}"
+        ) from None
+
+
+def public_key_algorithm(pem: str) -> str:
+    """RS256 for an RSA public key, ES256 for a P-256 one; anything else is refused."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode())
+    except ValueError:
+        key = None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048:
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    raise SettingsError(
+        "AUTH_JWT_PUBLIC_KEY must be a PEM RSA (2048 bits or more, for RS256) "
+        "or P-256 (for ES256) public key"
+    )
+
+
+def _check_origin(origin: str) -> None:
+    parts = urlsplit(origin)
+    if origin != "*" and (
+        parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query
+    ):
+        raise SettingsError(
+            f"CORS_ORIGINS must be a comma-separated list of origins such as "
+            f"https://app.example.test (or *), got {origin!r}"
+        )
 
 
 def _check_database_url(url: str) -> None:

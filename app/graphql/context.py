@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
+from databases import Database
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
+from app.auth import Caller
+from app.errors import Unauthenticated
 from app.jobs.service import Jobs
 from app.settings import Settings
 
@@ -19,7 +22,21 @@ class Context:
     request: Request | WebSocket
     response: Response | WebSocket
     settings: Settings
-    jobs: Jobs
+    database: Database
+    # Who is calling; None with `auth_problem` saying why when the token is missing
+    # or bad. Resolvers fail only when they reach for `jobs`, so the GraphiQL page
+    # and introspection need no token.
+    caller: Caller | None
+    auth_problem: str = "authentication required"
+    # The `connection_init` payload of a WebSocket connection (set by strawberry).
+    connection_params: dict[str, Any] | None = None
+
+    @property
+    def jobs(self) -> Jobs:
+        """The caller's jobs: their tenant only, their token's scopes only."""
+        if self.caller is None:
+            raise Unauthenticated(self.auth_problem)
+        return Jobs.for_caller(self.database, self.caller)
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

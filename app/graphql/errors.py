@@ -4,14 +4,18 @@ Domain failures (`app.errors.AppError`) carry their code. Errors graphql-core
 raises before execution get the codes clients know from Apollo: malformed or
 wrongly typed values are `BAD_USER_INPUT` (with the argument's path named),
 syntax errors `GRAPHQL_PARSE_FAILED`, other invalid documents
-`GRAPHQL_VALIDATION_FAILED`. Anything else is a bug: `INTERNAL_SERVER_ERROR`.
+`GRAPHQL_VALIDATION_FAILED`; a document over the depth, alias or token limits
+(app.graphql.schema) is `QUERY_TOO_COMPLEX`. Anything else is a bug:
+`INTERNAL_SERVER_ERROR`, logged with a request id, and masked (`MaskUnexpected`)
+so the client sees that id and never the exception's text.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 
 from graphql import (
     DocumentNode,
@@ -24,10 +28,22 @@ from graphql import (
     SelectionSetNode,
     ValueNode,
 )
+from strawberry.extensions import MaskErrors
 
 from app.errors import AppError
 
 logger = logging.getLogger("app.graphql")
+
+INTERNAL = "INTERNAL_SERVER_ERROR"
+QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+
+# The messages of strawberry's QueryDepthLimiter and MaxAliasesLimiter, and of
+# graphql-core's parser when MaxTokensLimiter stops it.
+_TOO_COMPLEX = re.compile(
+    r"^('[^']*' exceeds maximum operation depth of \d+"
+    r"|\d+ aliases found\. Allowed: \d+"
+    r"|Syntax Error: Document contains more than \d+ tokens)"
+)
 
 # graphql-core's messages for a value of the wrong shape (literal or variable).
 _BAD_VALUE = re.compile(
@@ -45,7 +61,16 @@ def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
         code = original.code
     elif error.path is not None:
         # Raised while resolving a field, and not one of ours: a bug.
-        code = "INTERNAL_SERVER_ERROR"
+        code = INTERNAL
+    elif _TOO_COMPLEX.match(error.message):
+        code = QUERY_TOO_COMPLEX
+    elif (
+        original is not None
+        and not isinstance(original, GraphQLError)
+        and not _BAD_VALUE.match(error.message)
+    ):
+        # An exception escaped parsing or validation (not a value a scalar refused).
+        code = INTERNAL
     elif document is None:
         code = "GRAPHQL_PARSE_FAILED"
     elif _BAD_VALUE.match(error.message):
@@ -61,12 +86,38 @@ def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
 
 
 def log_unexpected(error: GraphQLError) -> None:
+    """Log a bug with a fresh request id, which `MaskUnexpected` shows the client."""
+    request_id = uuid.uuid4().hex
+    error.extensions = {**(error.extensions or {}), "requestId": request_id}
     logger.error(
-        "unexpected error in %s: %s",
+        "unexpected error in %s [request id %s]: %s",
         ".".join(str(part) for part in error.path or ()) or "operation",
+        request_id,
         error.message,
         exc_info=error.original_error,
     )
+
+
+def _is_unexpected(error: GraphQLError) -> bool:
+    return bool((error.extensions or {}).get("code", INTERNAL) == INTERNAL)
+
+
+class MaskUnexpected(MaskErrors):
+    """Replace an unexpected error's text by its request id; expected errors pass."""
+
+    def __init__(self, should_mask_error: Callable[[GraphQLError], bool] = _is_unexpected) -> None:
+        super().__init__(should_mask_error=should_mask_error)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        request_id = (error.extensions or {}).get("requestId")
+        return GraphQLError(
+            message=f"internal error (request id {request_id})",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": INTERNAL, "requestId": request_id},
+        )
 
 
 def _argument_path(document: DocumentNode, target: Node) -> str | None:

@@ -6,13 +6,22 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.types import ExecutionContext
 
-from app.graphql.errors import assign_code, log_unexpected
+from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.types import SCALAR_OVERRIDES
+from app.settings import Settings
 
 
 class Schema(strawberry.Schema):
@@ -25,11 +34,33 @@ class Schema(strawberry.Schema):
                 log_unexpected(error)
 
 
-def create_schema(**options: Any) -> Schema:
+def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
-        extensions=[ParserCache, ValidationCache],
+        extensions=_extensions(settings or Settings()),
         **options,
     )
+
+
+def _extensions(settings: Settings) -> list[Any]:
+    """Per-request extension factories; the limits' rules are built once, here.
+
+    Building the validation rules once (rather than a new limiter, and so a new
+    rule class, per request) keeps ValidationCache hitting: it is keyed by them.
+    """
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+    ]
+    if not settings.graphql_introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    max_tokens = settings.max_query_tokens
+    return [
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        lambda: AddValidationRules(rules),
+        ParserCache,
+        ValidationCache,
+        MaskUnexpected,
+    ]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UnsetType
 
+from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.http import GraphQLOverHTTP
-from app.jobs.service import Jobs
 from app.settings import Settings
 
 
@@ -18,15 +20,42 @@ class GraphQLView(GraphQLOverHTTP):
     def __init__(self, settings: Settings, **options: object) -> None:
         from app.graphql.schema import create_schema
 
-        super().__init__(create_schema(), **options)  # type: ignore[arg-type]
+        options.setdefault("graphql_ide", "graphiql" if settings.graphiql else None)
+        options.setdefault(
+            "max_subscriptions_per_connection", settings.max_subscriptions_per_connection
+        )
+        super().__init__(create_schema(settings), **options)  # type: ignore[arg-type]
         self.settings = settings
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
+        # A WebSocket client is authenticated later, at `connection_init`.
+        caller, problem = None, "authentication required"
+        if isinstance(request, Request):
+            try:
+                caller = request.app.state.verifier.verify(request.headers.get("authorization"))
+            except Unauthenticated as exc:
+                problem = exc.message
         return Context(
             request=request,
             response=response,
             settings=self.settings,
-            jobs=Jobs(request.state.database, tenant="default"),
+            database=request.state.database,
+            caller=caller,
+            auth_problem=problem,
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate a WebSocket client by `connection_init` payload or upgrade header."""
+        params = context.connection_params or {}
+        authorization = params.get("Authorization", params.get("authorization"))
+        if authorization is None:
+            authorization = context.request.headers.get("authorization")
+        try:
+            if authorization is not None and not isinstance(authorization, str):
+                raise Unauthenticated("Authorization must be 'Bearer <token>'")
+            context.caller = context.request.app.state.verifier.verify(authorization)
+        except Unauthenticated as exc:
+            raise ConnectionRejectionError({"code": exc.code, "message": exc.message}) from None
+        return await super().on_ws_connect(context)

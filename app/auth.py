@@ -1,0 +1,126 @@
+"""Bearer tokens: who is calling (tenant, scopes), from an `Authorization` header.
+
+`TokenVerifier.verify` is the one check HTTP (GraphQL and REST) and WebSocket
+(`connection_init` payload or upgrade header) go through. What each scope allows
+is decided where jobs are read and changed, in `app.jobs.service.Jobs`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from app.errors import Unauthenticated
+from app.settings import Settings, public_key_algorithm
+
+READ = "jobs:read"
+WRITE = "jobs:write"
+REPORT = "jobs:report"
+SCOPES = (READ, WRITE, REPORT)
+ALL_SCOPES = frozenset(SCOPES)
+
+# The tenant column holds at most this many characters.
+MAX_TENANT_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    tenant: str
+    scopes: frozenset[str]
+    subject: str
+
+
+# Without a way to verify tokens the gateway serves one tenant, on loopback only.
+OPEN_CALLER = Caller(tenant="default", scopes=ALL_SCOPES, subject="open-mode")
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self.open = settings.open_mode
+        self.audience = settings.auth_jwt_audience
+        self.issuer = settings.auth_jwt_issuer
+        # The algorithm is picked by the key that verifies it, never by the token
+        # alone: an HS256 token is never checked against the public key.
+        self.keys: dict[str, Any] = {}
+        if settings.auth_jwt_secret is not None:
+            self.keys["HS256"] = settings.auth_jwt_secret
+        if settings.auth_jwt_public_key is not None:
+            self.keys[public_key_algorithm(settings.auth_jwt_public_key)] = (
+                settings.auth_jwt_public_key
+            )
+
+    def verify(self, authorization: str | None) -> Caller:
+        """The caller an `Authorization` header value names; `Unauthenticated` if none."""
+        if self.open:
+            return OPEN_CALLER
+        if authorization is None:
+            raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("Authorization must be 'Bearer <token>'")
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+        except jwt.PyJWTError:
+            raise Unauthenticated("token is malformed") from None
+        key = self.keys.get(algorithm) if isinstance(algorithm, str) else None
+        if key is None or not isinstance(algorithm, str):
+            raise Unauthenticated(f"token algorithm {algorithm!r} is not accepted")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub", "tenant"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token has expired") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthenticated("token signature is invalid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthenticated(f"token lacks the {exc.claim!r} claim") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"token is invalid: {exc}") from None
+        return _caller(claims)
+
+
+def _caller(claims: dict[str, Any]) -> Caller:
+    tenant, subject, scope = claims["tenant"], claims["sub"], claims.get("scope", "")
+    if not isinstance(tenant, str) or not 0 < len(tenant) <= MAX_TENANT_LENGTH:
+        raise Unauthenticated(f"token claim 'tenant' must be a string of 1..{MAX_TENANT_LENGTH}")
+    if not isinstance(subject, str):
+        raise Unauthenticated("token claim 'sub' must be a string")
+    if not isinstance(scope, str):
+        raise Unauthenticated("token claim 'scope' must be a space-separated string")
+    # Scopes meant for other services (an identity provider's "openid" …) are ignored.
+    return Caller(tenant=tenant, scopes=ALL_SCOPES & set(scope.split()), subject=subject)
+
+
+def issue_token(
+    secret: str, tenant: str, scopes: Iterable[str], ttl: int, subject: str | None = None
+) -> str:
+    """An HS256 token for `tenant` with `scopes`, valid for `ttl` seconds."""
+    wanted = list(dict.fromkeys(scopes))
+    unknown = [scope for scope in wanted if scope not in ALL_SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope {unknown[0]!r}; expected some of {', '.join(SCOPES)}")
+    if not 0 < len(tenant) <= MAX_TENANT_LENGTH:
+        raise ValueError(f"tenant must be 1..{MAX_TENANT_LENGTH} characters")
+    if ttl < 1:
+        raise ValueError("ttl must be a positive number of seconds")
+    now = int(time.time())
+    claims = {
+        "sub": subject or f"token-{uuid.uuid4()}",
+        "tenant": tenant,
+        "scope": " ".join(wanted),
+        "iat": now,
+        "exp": now + ttl,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
