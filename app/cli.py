@@ -1,9 +1,10 @@
-"""python -m app serve | migrate | export-schema"""
+"""python -m app serve | migrate | export-schema | token"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--log-level", default="info", help="uvicorn log level")
     commands.add_parser("migrate", help="bring the database schema up to date, then exit")
     commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
+    token = commands.add_parser("token", help="print a signed bearer token (needs AUTH_JWT_SECRET)")
+    token.add_argument("--tenant", required=True, help="the tenant whose jobs the token reaches")
+    token.add_argument(
+        "--scope", required=True, help='space-separated scopes, e.g. "jobs:read jobs:write"'
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.add_argument("--subject", help="the `sub` claim (default: a new unique id)")
     args = parser.parse_args(argv)
 
     if args.command == "export-schema":
@@ -28,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(create_schema().as_str())
         return 0
+
+    if args.command == "token":
+        return _token(args)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -37,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = asyncio.run(db.migrate(settings))
             print(f"migrated: applied {', '.join(applied)}" if applied else "schema is up to date")
             return 0
+        if settings.open_mode and not _is_loopback(args.host):
+            raise SettingsError(
+                f"refusing --host {args.host}: without AUTH_JWT_SECRET the gateway runs open "
+                "and listens on loopback only (127.0.0.1, ::1, localhost)"
+            )
         # Fail here, in one line, rather than in a traceback from inside uvicorn.
         asyncio.run(db.migrate(settings))
     except (SettingsError, db.DatabaseUnavailable) as exc:
@@ -45,5 +61,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        # A WebSocket message is held to the same cap as an HTTP body.
+        ws_max_size=settings.max_body_bytes,
+    )
     return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from app.auth import issue_token
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settings.auth_jwt_secret is None:
+        print("error: AUTH_JWT_SECRET is needed to sign tokens; set it first", file=sys.stderr)
+        return 2
+    try:
+        print(
+            issue_token(
+                settings.auth_jwt_secret, args.tenant, args.scope.split(), args.ttl, args.subject
+            )
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
