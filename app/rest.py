@@ -67,7 +67,7 @@ async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedBody(f"body: not valid JSON ({exc})") from None
     if not isinstance(body, dict):
         raise InvalidInput("body", "must be a JSON object")

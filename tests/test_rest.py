@@ -227,3 +227,11 @@ def test_health(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["database"] == "ok"
+
+
+def test_deeply_nested_json_body_is_400_not_500(client: TestClient) -> None:
+    raw = b"[" * 100_000 + b"]" * 100_000
+    response = client.post(
+        "/encoding/jobs", content=raw, headers={"content-type": "application/json"}
+    )
+    assert_error(response, 400, "BAD_USER_INPUT", "body")
