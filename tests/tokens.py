@@ -51,9 +51,14 @@ def auth_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @contextmanager
-def gateway(settings: Settings, base_url: str = PUBLIC_URL) -> Iterator[TestClient]:
+def gateway(
+    settings: Settings, base_url: str = PUBLIC_URL, raise_server_exceptions: bool = True
+) -> Iterator[TestClient]:
     """The real app, with its lifespan, behind Starlette's TestClient."""
-    with TestClient(create_app(settings), base_url=base_url) as client:
+    app = create_app(settings)
+    with TestClient(
+        app, base_url=base_url, raise_server_exceptions=raise_server_exceptions
+    ) as client:
         yield client
 
 
