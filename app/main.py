@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from app import db, rest
+from app import db, rest, web
 from app.auth import TokenVerifier
 from app.errors import AppError
 from app.graphql.view import GraphQLView
@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> Starlette:
             *rest.routes,
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *web.routes(settings),
         ],
         exception_handlers={
             AppError: rest.app_error,

@@ -12,9 +12,10 @@ from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.http import GraphQLOverHTTP
 from app.settings import Settings
+from app.web.graphiql import LocalGraphiQL
 
 
-class GraphQLView(GraphQLOverHTTP):
+class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
     """GraphQL over HTTP (rules in app.graphql.http) and over WebSocket at /graphql."""
 
     def __init__(self, settings: Settings, **options: object) -> None:

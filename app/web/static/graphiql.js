@@ -1,0 +1,59 @@
+// GraphiQL on the gateway's own copies of React and GraphiQL (/vendor/...): no CDN.
+// Queries and mutations go over HTTP, subscriptions over WebSocket
+// (graphql-transport-ws, the client bundled in GraphiQL) to this same URL. The
+// headers editor's headers go with both: as HTTP headers, and as the
+// `connection_init` payload, where the gateway reads `Authorization`.
+(function () {
+  "use strict";
+
+  var TOKEN_KEY = "jobs-gateway:token"; // shared with the jobs page
+  var root = document.getElementById("graphiql");
+
+  if (!window.React || !window.ReactDOM || !window.GraphiQL) {
+    root.innerHTML =
+      '<p class="graphiql-status" role="alert">GraphiQL cannot load: its files are not ' +
+      "installed on this server. Run <code>npm ci</code> in the gateway's folder, " +
+      "then reload this page.</p>";
+    return;
+  }
+
+  var url = location.href.split(/[?#]/)[0];
+  var fetcher = GraphiQL.createFetcher({
+    url: url,
+    subscriptionUrl: url.replace(/^http/, "ws"),
+  });
+
+  var needsToken = document.body.dataset.auth === "token";
+  var token = localStorage.getItem(TOKEN_KEY);
+  var defaultHeaders = token
+    ? JSON.stringify({ Authorization: "Bearer " + token }, null, 2)
+    : needsToken
+      ? '{\n  "Authorization": "Bearer "\n}'
+      : "";
+
+  var defaultQuery = [
+    "# The newest jobs. Run: Ctrl-Enter or the ▶ button.",
+    needsToken
+      ? '# Token: after "Bearer " in Headers, below.'
+      : "# Open server: no token needed.",
+    "# Live: subscription { jobUpdates { id progress } }",
+    "{",
+    "  jobs(first: 5) {",
+    "    totalCount",
+    "    edges { node { id status progress } }",
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+
+  ReactDOM.createRoot(root).render(
+    React.createElement(GraphiQL, {
+      fetcher: fetcher,
+      defaultQuery: defaultQuery,
+      defaultHeaders: defaultHeaders,
+      defaultEditorToolsVisibility: needsToken && !token ? "headers" : false,
+      isHeadersEditorEnabled: true,
+      shouldPersistHeaders: true,
+    }),
+  );
+})();
