@@ -59,6 +59,16 @@ def test_tokens_over_the_limit_are_query_too_complex(client: TestClient) -> None
     assert "2000 tokens" in body["errors"][0]["message"]
 
 
+def test_a_repeated_bad_document_gets_the_same_answer(client: TestClient) -> None:
+    # Validation results are cached per document; the codes must not drift.
+    query = '{ job(id: "not-a-uuid") { id } }'
+    first, second = post(client, query), post(client, query)
+    assert first == second
+    assert codes(first) == ["BAD_USER_INPUT"]
+    assert first["errors"][0]["message"].startswith("id: ")
+    assert not first["errors"][0]["message"].startswith("id: id: ")
+
+
 def test_graphiql_introspection_fits_the_default_limits(client: TestClient) -> None:
     query = get_introspection_query(descriptions=True, input_value_deprecation=True)
     body = post(client, query)

@@ -56,6 +56,11 @@ _BAD_VALUE = re.compile(
 
 def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
     """Set `error.extensions["code"]` (and name the argument in value errors); return it."""
+    assigned = (error.extensions or {}).get("code")
+    if isinstance(assigned, str):
+        # Already seen: ValidationCache hands the same error objects to every request
+        # that repeats a document.
+        return assigned
     original = error.original_error
     if isinstance(original, AppError):
         code = original.code
