@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--log-level", default="info", help="uvicorn log level")
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help="worker processes (more than one needs BROADCAST_URL at redis:// or postgres://)",
+    )
     commands.add_parser("migrate", help="bring the database schema up to date, then exit")
     commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     token = commands.add_parser("token", help="print a signed bearer token (needs AUTH_JWT_SECRET)")
@@ -53,8 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"refusing --host {args.host}: without AUTH_JWT_SECRET the gateway runs open "
                 "and listens on loopback only (127.0.0.1, ::1, localhost)"
             )
+        if args.workers > 1 and settings.broadcast_url.startswith("memory:"):
+            raise SettingsError(
+                f"--workers {args.workers} needs BROADCAST_URL at redis://… or postgres://…: "
+                "with memory:// a subscriber hears only the changes made in its own process"
+            )
         # Fail here, in one line, rather than in a traceback from inside uvicorn.
-        asyncio.run(db.migrate(settings))
+        if settings.migrate_on_start:
+            applied = asyncio.run(db.migrate(settings))
+            if applied:
+                logging.getLogger("app").info("database migrated: applied %s", ", ".join(applied))
+            # Done once, here: the workers need not each repeat it.
+            os.environ["MIGRATE_ON_START"] = "false"
+        else:
+            asyncio.run(db.check_reachable(settings))
     except (SettingsError, db.DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -66,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        workers=args.workers,
         # A WebSocket message is held to the same cap as an HTTP body.
         ws_max_size=settings.max_body_bytes,
     )
@@ -93,6 +113,12 @@ def _token(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _worker_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
+    return int(value)
 
 
 def _is_loopback(host: str) -> bool:

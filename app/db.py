@@ -8,19 +8,29 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs; only its error class is used
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from databases import Database
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.settings import Settings
 
 # Seconds a SQLite writer waits for another writer's lock before giving up.
 SQLITE_BUSY_TIMEOUT = 10.0
+# Seconds a starting process waits for another one's migration (a big table takes a while).
+MIGRATION_WAIT = 600.0
+# Key of the PostgreSQL advisory lock held while migrating. Any fixed number works, as long
+# as every gateway process uses the same one ("jobs" in ASCII).
+MIGRATION_LOCK_KEY = 0x6A6F6273
+APPLICATION_NAME = "jobs-gateway"
 
 metadata = sa.MetaData()
 
@@ -40,8 +50,13 @@ jobs = sa.Table(
     sa.Column("progress", sa.SmallInteger(), nullable=False),
     sa.Column("profile", sa.Uuid(), nullable=False),
     sa.Column("video", sa.Uuid(), nullable=False),
-    # A JSON array of UUID strings: one read, order kept.
-    sa.Column("inputs", sa.JSON(), nullable=False),
+    # Ordered UUIDs in one column, one read: uuid[] on PostgreSQL (typed, 16 bytes each),
+    # a JSON array of strings on SQLite (migration 0002).
+    sa.Column(
+        "inputs",
+        sa.JSON().with_variant(postgresql.ARRAY(sa.Uuid()), "postgresql"),
+        nullable=False,
+    ),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
@@ -57,7 +72,15 @@ class DatabaseUnavailable(RuntimeError):
 def create_database(settings: Settings) -> Database:
     if settings.is_sqlite:
         return Database(settings.database_url, timeout=SQLITE_BUSY_TIMEOUT)
-    return Database(settings.database_url)
+    # One connection at start, more on demand up to the pool size: N processes hold at
+    # most N x DATABASE_POOL_SIZE connections (PostgreSQL allows 100 by default). The
+    # application name tells them apart in pg_stat_activity.
+    return Database(
+        settings.database_url,
+        min_size=1,
+        max_size=settings.database_pool_size,
+        server_settings={"application_name": APPLICATION_NAME},
+    )
 
 
 def _alembic_config() -> Config:
@@ -86,17 +109,46 @@ def _prepare_sqlite(settings: Settings) -> None:
         raise DatabaseUnavailable(f"cannot open SQLite database {str(path)!r}: {exc}") from exc
 
 
-async def migrate(settings: Settings) -> list[str]:
-    """Bring the schema to the newest revision; returns the revisions applied."""
+def _migration_engine(settings: Settings) -> AsyncEngine:
+    if not settings.is_sqlite:
+        return create_async_engine(_async_url(settings))
+    engine = create_async_engine(_async_url(settings), connect_args={"timeout": MIGRATION_WAIT})
+
+    # pysqlite runs DDL outside any transaction by default, so two processes migrating at
+    # once both create the table. BEGIN IMMEDIATE takes the write lock before the version
+    # is read: the second process waits, then finds the schema current. It also makes
+    # each upgrade all-or-nothing.
+    @event.listens_for(engine.sync_engine, "connect")
+    def no_implicit_transactions(dbapi_connection: Any, record: object) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def take_write_lock(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+async def migrate(settings: Settings, revision: str = "head") -> list[str]:
+    """Bring the schema to `revision` (the newest by default); returns the revisions applied.
+
+    Safe when several processes start at once: one migrates, the others wait for it
+    (a PostgreSQL advisory lock, SQLite's write lock) and then find nothing to do.
+    """
     if settings.is_sqlite:
         _prepare_sqlite(settings)
     config = _alembic_config()
     applied: list[str] = []
 
     def upgrade(connection: sa.Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Released when this transaction ends, even if the process dies.
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         before = MigrationContext.configure(connection).get_current_revision()
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
         script = ScriptDirectory.from_config(config)
         after = MigrationContext.configure(connection).get_current_revision()
         if before != after:
@@ -104,12 +156,12 @@ async def migrate(settings: Settings) -> list[str]:
                 rev.revision for rev in reversed(list(script.iterate_revisions(after, before)))
             )
 
-    engine = create_async_engine(_async_url(settings))
+    engine = _migration_engine(settings)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(upgrade)
-    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        raise DatabaseUnavailable(f"cannot reach the database: {_reason(exc)}") from exc
+    except (OSError, sa.exc.DBAPIError) as exc:
+        raise DatabaseUnavailable(f"cannot migrate the database: {_reason(exc)}") from exc
     finally:
         await engine.dispose()
     return applied
@@ -120,9 +172,15 @@ async def connect(settings: Settings) -> Database:
     try:
         await database.connect()
         await database.fetch_val("SELECT 1")
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(f"cannot reach the database: {_reason(exc)}") from exc
     return database
+
+
+async def check_reachable(settings: Settings) -> None:
+    """Raise DatabaseUnavailable, with the reason, if the database cannot be reached."""
+    database = await connect(settings)
+    await database.disconnect()
 
 
 def _reason(exc: BaseException) -> str:

@@ -25,6 +25,8 @@ class Settings:
     auth_jwt_audience: str | None = None
     auth_jwt_issuer: str | None = None
     migrate_on_start: bool = True
+    # Most PostgreSQL connections one process holds (SQLite ignores it).
+    database_pool_size: int = 10
     # Limits on what one request may ask of the server.
     max_query_depth: int = 10
     max_query_aliases: int = 15
@@ -48,6 +50,7 @@ class Settings:
             auth_jwt_audience=env.get("AUTH_JWT_AUDIENCE") or None,
             auth_jwt_issuer=env.get("AUTH_JWT_ISSUER") or None,
             migrate_on_start=_flag(env, "MIGRATE_ON_START", defaults.migrate_on_start),
+            database_pool_size=_pool_size(env.get("DATABASE_POOL_SIZE"), defaults.database_pool_size),
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth),
             max_query_aliases=_int(env, "MAX_QUERY_ALIASES", defaults.max_query_aliases),
             max_query_tokens=_int(env, "MAX_QUERY_TOKENS", defaults.max_query_tokens),
@@ -182,6 +185,21 @@ def _check_origin(origin: str) -> None:
             f"CORS_ORIGINS must be a comma-separated list of origins such as "
             f"https://app.example.test (or *), got {origin!r}"
         )
+
+
+# More than this in one process is a typo or needs a connection pooler in front.
+MAX_POOL_SIZE = 1000
+
+
+def _pool_size(raw: str | None, default: int) -> int:
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip()
+    if not value.isdigit() or not 1 <= int(value) <= MAX_POOL_SIZE:
+        raise SettingsError(
+            f"DATABASE_POOL_SIZE must be a whole number from 1 to {MAX_POOL_SIZE}, got {raw!r}"
+        )
+    return int(value)
 
 
 def _check_database_url(url: str) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.postgres import PostgresDatabases
 from tests.servers import Server, start_server
 
 PUBLIC_URL = "https://api.example.test"
@@ -21,9 +23,54 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# Every test that uses the database runs once per engine, as encode/databases does:
+# SQLite always, PostgreSQL when TEST_POSTGRES_URL is set (skipped, with the reason, if
+# not). `@pytest.mark.engines("sqlite")` keeps a test to the engines it names.
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "engines(*names): run only on these database engines (sqlite, postgresql)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" not in metafunc.fixturenames:
+        return
+    if any("database_url" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
+        return  # the test chooses its own URLs
+    marker = metafunc.definition.get_closest_marker("engines")
+    engines = list(marker.args) if marker else list(ENGINES)
+    unknown = set(engines) - set(ENGINES)
+    if unknown:
+        raise pytest.UsageError(f"engines marker: unknown engine(s) {sorted(unknown)}")
+    metafunc.parametrize("database_url", engines, indirect=True, ids=engines)
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    admin_url = os.environ.get("TEST_POSTGRES_URL")
+    if not admin_url:
+        pytest.skip("TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    databases = PostgresDatabases(admin_url)
+    try:
+        databases.start()
+        yield databases
+    finally:
+        databases.close()
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/jobs.db"
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database for this test alone: a new SQLite file, or the session's
+    PostgreSQL database emptied (see tests/postgres.py)."""
+    engine = getattr(request, "param", "sqlite")
+    if engine == "sqlite":
+        yield f"sqlite:///{tmp_path}/jobs.db"
+        return
+    postgres: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    yield postgres.fresh()
 
 
 @pytest.fixture

@@ -1,0 +1,90 @@
+"""Migrations: several processes starting at once, and data kept across revisions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from app import db
+from app.jobs import store
+from app.settings import Settings
+from tests.servers import ROOT
+
+HEAD = "0002"
+
+
+@pytest.fixture
+def blank_database_url(database_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database with no schema at all, on the engine `database_url` stands for."""
+    if database_url.startswith("sqlite"):
+        yield database_url  # a file that does not exist yet
+        return
+    postgres = request.getfixturevalue("postgres_databases")
+    url = postgres.create_empty()
+    yield url
+    postgres.drop(url)
+
+
+def test_processes_migrating_at_once_apply_each_revision_once(blank_database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": blank_database_url}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app", "migrate"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = [(process.wait(60), *process.communicate()) for process in processes]
+    assert [code for code, _, _ in results] == [0, 0, 0, 0], results
+    outputs = sorted(out.strip() for _, out, _ in results)
+    assert outputs == [f"migrated: applied 0001, {HEAD}"] + ["schema is up to date"] * 3, results
+
+
+@pytest.mark.anyio
+async def test_jobs_stored_before_the_inputs_change_read_the_same_after(
+    blank_database_url: str,
+) -> None:
+    settings = Settings(database_url=blank_database_url)
+    assert await db.migrate(settings, "0001") == ["0001"]
+    inputs = [str(uuid.uuid4()) for _ in range(5)]
+    job_id, now = uuid.uuid4(), datetime.now(UTC)
+    database = await db.connect(settings)
+    try:
+        # Written the way revision 0001 stored it: inputs as JSON text.
+        await database.execute(
+            sa.text(
+                "INSERT INTO jobs (id, tenant, status, progress, profile, video, inputs,"
+                " created_at, updated_at) VALUES (:id, 't', 0, 40, :profile, :video,"
+                " :inputs, :now, :now)"
+            ).bindparams(
+                sa.bindparam("id", job_id, type_=sa.Uuid()),
+                sa.bindparam("profile", uuid.uuid4(), type_=sa.Uuid()),
+                sa.bindparam("video", uuid.uuid4(), type_=sa.Uuid()),
+                sa.bindparam("inputs", json.dumps(inputs)),
+                sa.bindparam("now", now, type_=sa.DateTime(timezone=True)),
+            )
+        )
+    finally:
+        await database.disconnect()
+
+    assert await db.migrate(settings) == [HEAD]
+    database = await db.connect(settings)
+    try:
+        job = await store.get_job(database, "t", job_id)
+    finally:
+        await database.disconnect()
+    assert job is not None
+    assert [str(value) for value in job.inputs] == inputs
+    assert (job.progress, job.created_at) == (40, now)
