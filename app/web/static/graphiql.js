@@ -18,10 +18,25 @@
   }
 
   var url = location.href.split(/[?#]/)[0];
-  var fetcher = GraphiQL.createFetcher({
+  var httpOrWebSocket = GraphiQL.createFetcher({
     url: url,
     subscriptionUrl: url.replace(/^http/, "ws"),
   });
+  // The fetcher sends subscriptions over WebSocket when `documentAST` says so, but
+  // GraphiQL re-parses the editor 100 ms after a change: run at once after a
+  // paste and a subscription would go over HTTP. Parse what is sent instead.
+  function fetcher(params, options) {
+    var documentAST = null;
+    try {
+      documentAST = GraphiQL.GraphQL.parse(params.query);
+    } catch (error) {
+      // Not GraphQL: let the server say what is wrong.
+    }
+    return httpOrWebSocket(
+      params,
+      documentAST ? Object.assign({}, options, { documentAST: documentAST }) : options,
+    );
+  }
 
   var needsToken = document.body.dataset.auth === "token";
   var token = localStorage.getItem(TOKEN_KEY);

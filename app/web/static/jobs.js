@@ -140,6 +140,7 @@
           " jobs.";
   }
 
+  // Resolves to whether the list was loaded (else the problem is shown).
   function loadList() {
     var number = ++loadNumber;
     var variables = { first: LIMIT, filter: statusSelect.value ? { status: statusSelect.value } : null };
@@ -152,10 +153,10 @@
         return response.json();
       })
       .then(function (result) {
-        if (number !== loadNumber) return; // a newer load (filter or token change) won
+        if (number !== loadNumber) return false; // a newer load (filter or token change) won
         if (result.errors) {
           showProblem("Cannot list jobs: " + describe(result.errors));
-          return;
+          return false;
         }
         showProblem("");
         totalCount = result.data.jobs.totalCount;
@@ -163,14 +164,22 @@
           remember(edge.node);
         });
         render();
+        return true;
       })
       .catch(function (error) {
         if (number === loadNumber) showProblem("Cannot reach the gateway: " + error.message);
+        return false;
       });
   }
 
+  // dispose() rejects with the close event when the connection was refused;
+  // that is handled in `closed`, not an error of the page.
+  function stop(oldClient) {
+    if (oldClient) Promise.resolve(oldClient.dispose()).catch(function () {});
+  }
+
   function connect() {
-    if (client) client.dispose();
+    stop(client);
     client = null;
     if (!window.graphqlWs) {
       setLive("offline", "no live updates");
@@ -184,6 +193,7 @@
       connectionParams: authHeaders,
       lazy: false,
       retryAttempts: Infinity,
+      onNonLazyError: function () {}, // shown by `closed` below, not console.error
       on: {
         connecting: function () {
           if (client === current) setLive("connecting", "connecting…");
@@ -196,13 +206,19 @@
         },
         closed: function (event) {
           if (client !== current) return;
-          if (event && event.code === 4403) {
-            setLive("offline", "token refused");
-            showProblem("The gateway refused the token for live updates" +
-              (event.reason ? ": " + event.reason : "") + ".");
-          } else {
+          if (!event || event.code !== 4403) {
             setLive("connecting", "reconnecting…");
+            return;
           }
+          // Refused at connection_init: retrying cannot help until the token
+          // changes. The WebSocket close says only "Forbidden"; the list query
+          // over HTTP gets the reason (UNAUTHENTICATED: token expired, ...).
+          stop(current);
+          client = null;
+          setLive("offline", "token refused");
+          loadList().then(function (listed) {
+            if (listed) showProblem("The gateway refused the token for live updates.");
+          });
         },
       },
     }));
@@ -233,7 +249,7 @@
     totalCount = null;
     render();
     if (needsToken && !token()) {
-      if (client) client.dispose();
+      stop(client);
       client = null;
       setLive("offline", "no token");
       showProblem("Enter a token with the jobs:read scope to see jobs.");
