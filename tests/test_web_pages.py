@@ -70,6 +70,13 @@ def test_jobs_page_and_the_root_redirect(client: TestClient) -> None:
     assert "content-security-policy" in page.headers
 
 
+def test_open_mode_pages_ask_for_no_token(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/open.db")
+    with TestClient(create_app(settings)) as client:
+        for path in ("/graphql", "/jobs"):
+            assert 'data-auth="open"' in client.get(path, headers=HTML).text
+
+
 @needs_assets
 @pytest.mark.parametrize("path", ["/graphql", "/jobs"])
 def test_every_file_a_page_links_is_served(client: TestClient, path: str) -> None:
