@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,9 @@ from tests.tokens import JOB_INPUT, auth_settings, bearer, create_job, gateway, 
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with gateway(auth_settings(tmp_path)) as test_client:
+def client(database_url: str) -> Iterator[TestClient]:
+    # Tenancy lives in the SQL: these run on SQLite and on PostgreSQL.
+    with gateway(auth_settings(database_url)) as test_client:
         yield test_client
 
 

@@ -41,9 +41,10 @@ def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
-def auth_settings(tmp_path: Path, **overrides: Any) -> Settings:
+def auth_settings(where: Path | str, **overrides: Any) -> Settings:
+    """Settings with AUTH_JWT_SECRET; `where` is a folder for SQLite, or a database URL."""
     return Settings(
-        database_url=f"sqlite:///{tmp_path}/jobs.db",
+        database_url=where if isinstance(where, str) else f"sqlite:///{where}/jobs.db",
         public_url=PUBLIC_URL,
         auth_jwt_secret=SECRET,
         **overrides,
