@@ -1,0 +1,244 @@
+"""The servers the gateway is measured against, each a uvicorn `--factory` target.
+
+- `bare_per_call`: plain Starlette JSON routes, `databases` opening its connection per
+  call (what `Database.fetch_one` does on SQLite), stdlib JSON.
+- `bare_reused`: the same routes on one `databases` connection opened at start and
+  reused by every request (the best bare route).
+- `strawberry_default`: strawberry out of the box (no extensions, default view), the
+  obvious resolvers, `databases` per call: the reference for "3x strawberry's default".
+
+The routes run the statements the gateway's store runs (SQLAlchemy Core on
+`app.db.jobs`), so each pair reads the same row(s) of the same file the same way.
+The database comes from BENCH_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+import strawberry
+from databases import Database
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from app.db import jobs
+
+TENANT = "default"
+
+
+class Queries(Protocol):
+    async def fetch_one(self, query: Any) -> Any: ...
+    async def fetch_all(self, query: Any) -> list[Any]: ...
+
+
+def _database() -> Database:
+    return Database(os.environ["BENCH_DATABASE_URL"], timeout=10.0)
+
+
+def _job(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "status": row["status"],
+        "progress": row["progress"],
+        "profile": str(row["profile"]),
+        "video": str(row["video"]),
+        "inputs": [str(value) for value in row["inputs"]],
+        "createdAt": row["created_at"].isoformat(),
+    }
+
+
+def _routes(db: Queries) -> list[Route]:
+    async def one(request: Request) -> Response:
+        job_id = uuid.UUID(request.path_params["id"])
+        row = await db.fetch_one(
+            sa.select(*jobs.c).where(jobs.c.id == job_id, jobs.c.tenant == TENANT)
+        )
+        if row is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return JSONResponse(_job(row._mapping))
+
+    async def many(request: Request) -> Response:
+        limit = int(request.query_params.get("limit", "20"))
+        rows = await db.fetch_all(
+            sa.select(*jobs.c)
+            .where(jobs.c.tenant == TENANT, jobs.c.deleted_at.is_(None))
+            .order_by(jobs.c.seq.desc())
+            .limit(limit)
+        )
+        return JSONResponse({"jobs": [_job(row._mapping) for row in rows]})
+
+    async def create(request: Request) -> Response:
+        body = await request.json()
+        now = datetime.now(UTC)
+        row = await db.fetch_one(
+            jobs.insert()
+            .values(
+                id=uuid.uuid4(),
+                tenant=TENANT,
+                status=0,
+                progress=0,
+                profile=uuid.UUID(body["profile"]),
+                video=uuid.UUID(body["video"]),
+                inputs=[str(uuid.UUID(value)) for value in body["inputs"]],
+                created_at=now,
+                updated_at=now,
+                deleted_at=None,
+            )
+            .returning(*jobs.c)
+        )
+        return JSONResponse(_job(row._mapping))
+
+    async def progress(request: Request) -> Response:
+        job_id = uuid.UUID(request.path_params["id"])
+        value = int((await request.json())["progress"])
+        row = await db.fetch_one(
+            jobs.update()
+            .where(
+                jobs.c.id == job_id,
+                jobs.c.tenant == TENANT,
+                jobs.c.status == 0,
+                jobs.c.deleted_at.is_(None),
+                jobs.c.progress <= value,
+            )
+            .values(progress=value, updated_at=datetime.now(UTC))
+            .returning(*jobs.c)
+        )
+        if row is None:
+            return JSONResponse({"error": "conflict"}, status_code=409)
+        return JSONResponse(_job(row._mapping))
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return [
+        Route("/jobs/{id}", one, methods=["GET"]),
+        Route("/jobs", many, methods=["GET"]),
+        Route("/jobs", create, methods=["POST"]),
+        Route("/jobs/{id}/progress", progress, methods=["POST"]),
+        Route("/healthz", healthz),
+    ]
+
+
+def bare_per_call() -> Starlette:
+    database = _database()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await database.connect()
+        yield
+        await database.disconnect()
+
+    return Starlette(routes=_routes(database), lifespan=lifespan)
+
+
+class _Reused:
+    """One `databases` connection, opened at start; queries take turns on it."""
+
+    def __init__(self) -> None:
+        self.database = _database()
+        self.connection: Any = None
+
+    async def fetch_one(self, query: Any) -> Any:
+        return await self.connection.fetch_one(query)
+
+    async def fetch_all(self, query: Any) -> list[Any]:
+        return list(await self.connection.fetch_all(query))
+
+
+def bare_reused() -> Starlette:
+    reused = _Reused()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await reused.database.connect()
+        reused.connection = reused.database.connection()
+        await reused.connection.__aenter__()
+        yield
+        await reused.connection.__aexit__()
+        await reused.database.disconnect()
+
+    return Starlette(routes=_routes(reused), lifespan=lifespan)
+
+
+# strawberry as its documentation shows it: the same field names as the gateway's
+# schema, so the same query text runs on both.
+
+
+@strawberry.type
+class Job:
+    id: uuid.UUID
+    status: int
+    progress: int
+    profile: uuid.UUID
+    video: uuid.UUID
+    inputs: list[uuid.UUID]
+    created_at: datetime
+
+
+@strawberry.type
+class JobEdge:
+    node: Job
+
+
+@strawberry.type
+class JobConnection:
+    edges: list[JobEdge]
+
+
+def _strawberry_job(row: Mapping[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        status=row["status"],
+        progress=row["progress"],
+        profile=row["profile"],
+        video=row["video"],
+        inputs=[uuid.UUID(value) for value in row["inputs"]],
+        created_at=row["created_at"],
+    )
+
+
+def strawberry_default() -> Starlette:
+    database = _database()
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        async def job(self, id: uuid.UUID) -> Job | None:
+            row = await database.fetch_one(
+                sa.select(*jobs.c).where(jobs.c.id == id, jobs.c.tenant == TENANT)
+            )
+            return _strawberry_job(row._mapping) if row is not None else None
+
+        @strawberry.field
+        async def jobs(self, first: int = 20) -> JobConnection:
+            rows = await database.fetch_all(
+                sa.select(*jobs.c)
+                .where(jobs.c.tenant == TENANT, jobs.c.deleted_at.is_(None))
+                .order_by(jobs.c.seq.desc())
+                .limit(first)
+            )
+            return JobConnection(edges=[JobEdge(node=_strawberry_job(r._mapping)) for r in rows])
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await database.connect()
+        yield
+        await database.disconnect()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    view: GraphQL[None, None] = GraphQL(strawberry.Schema(query=Query))
+    return Starlette(
+        routes=[Route("/graphql", view, methods=["GET", "POST"]), Route("/healthz", healthz)],
+        lifespan=lifespan,
+    )
