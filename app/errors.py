@@ -57,3 +57,11 @@ class MalformedBody(AppError):
 
     code = "BAD_USER_INPUT"
     http_status = 400
+
+
+class SubscriptionInterrupted(AppError):
+    """A subscription can no longer promise every change (its client fell too far
+    behind): it ends with this error, and the client subscribes again."""
+
+    code = "SUBSCRIPTION_INTERRUPTED"
+    http_status = 503

@@ -20,8 +20,10 @@ from app import db, rest, web
 from app.auth import TokenVerifier
 from app.errors import AppError
 from app.graphql.view import GraphQLView
+from app.jobs.events import CLOSE_TIMEOUT, BroadcastUnavailable, JobEvents
 from app.middleware import BodyLimit, LoopbackOnly
 from app.settings import Settings, SettingsError
+from app.shutdown import drain_before_exit
 
 logger = logging.getLogger("app")
 
@@ -38,9 +40,14 @@ def create_app(settings: Settings) -> Starlette:
             if applied:
                 logger.info("database migrated: applied %s", ", ".join(applied))
         database = await db.connect(settings)
+        events = JobEvents(settings.broadcast_url)
         try:
-            yield {"database": database}
+            await events.connect()
+            # SIGTERM ends subscriptions (clients get `complete`) before uvicorn drops sockets.
+            with drain_before_exit(events.close_subscriptions, timeout=CLOSE_TIMEOUT):
+                yield {"database": database, "events": events}
         finally:
+            await events.disconnect()
             await database.disconnect()
 
     async def healthz(request: Request) -> Response:
@@ -53,7 +60,14 @@ def create_app(settings: Settings) -> Starlette:
             return JSONResponse(
                 {"status": "unavailable", "database": f"unreachable: {exc}"}, status_code=503
             )
-        return JSONResponse({"status": "ready", "database": "ok"})
+        try:
+            await request.state.events.ping(within=2)
+        except BroadcastUnavailable as exc:
+            return JSONResponse(
+                {"status": "unavailable", "database": "ok", "broadcast": str(exc)},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "database": "ok", "broadcast": "ok"})
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         request_id = uuid.uuid4().hex

@@ -199,7 +199,7 @@ async def patch(request: Request) -> Response:
 def _jobs(request: Request) -> Jobs:
     """The caller's jobs; first in every route, so a bad token is 401 whatever else is wrong."""
     caller = request.app.state.verifier.verify(request.headers.get("authorization"))
-    return Jobs.for_caller(request.state.database, caller)
+    return Jobs.for_caller(request.state.database, request.state.events, caller)
 
 
 routes = [

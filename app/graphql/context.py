@@ -13,6 +13,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from app.auth import Caller
 from app.errors import Unauthenticated
+from app.jobs.events import JobEvents
 from app.jobs.service import Jobs
 from app.settings import Settings
 
@@ -23,6 +24,7 @@ class Context:
     response: Response | WebSocket
     settings: Settings
     database: Database
+    events: JobEvents
     # Who is calling; None with `auth_problem` saying why when the token is missing
     # or bad. Resolvers fail only when they reach for `jobs`, so the GraphiQL page
     # and introspection need no token.
@@ -36,7 +38,7 @@ class Context:
         """The caller's jobs: their tenant only, their token's scopes only."""
         if self.caller is None:
             raise Unauthenticated(self.auth_problem)
-        return Jobs.for_caller(self.database, self.caller)
+        return Jobs.for_caller(self.database, self.events, self.caller)
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
+from app.graphql.subscriptions import Subscription
 from app.graphql.types import SCALAR_OVERRIDES
 from app.settings import Settings
 
@@ -38,6 +39,7 @@ def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         extensions=_extensions(settings or Settings()),
         **options,

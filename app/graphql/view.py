@@ -14,6 +14,9 @@ from app.graphql.http import GraphQLOverHTTP
 from app.settings import Settings
 from app.web.graphiql import LocalGraphiQL
 
+# Well inside the 30 s after which subscriptions-transport-ws clients give up.
+KEEP_ALIVE_SECONDS = 12.0
+
 
 class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
     """GraphQL over HTTP (rules in app.graphql.http) and over WebSocket at /graphql."""
@@ -25,6 +28,9 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         options.setdefault(
             "max_subscriptions_per_connection", settings.max_subscriptions_per_connection
         )
+        # Legacy graphql-ws clients expect `ka` messages (graphql-transport-ws has ping/pong).
+        options.setdefault("keep_alive", True)
+        options.setdefault("keep_alive_interval", KEEP_ALIVE_SECONDS)
         super().__init__(create_schema(settings), **options)  # type: ignore[arg-type]
         self.settings = settings
 
@@ -43,6 +49,7 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
             response=response,
             settings=self.settings,
             database=request.state.database,
+            events=request.state.events,
             caller=caller,
             auth_problem=problem,
         )

@@ -9,13 +9,14 @@ decides what each token scope allows: `jobs:read` reads (and subscribes),
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from databases import Database
 
 from app.auth import ALL_SCOPES, READ, REPORT, WRITE, Caller
-from app.errors import Forbidden
+from app.errors import Forbidden, JobNotFound
 from app.jobs import store
+from app.jobs.events import JobEvents, JobStream
 from app.jobs.model import Job, JobFilter, JobStatus, NewJob, Page
 
 
@@ -25,10 +26,12 @@ class Jobs:
     tenant: str
     # Requests get their token's scopes (`for_caller`); in-process callers all.
     scopes: frozenset[str] = ALL_SCOPES
+    # Where committed changes are announced and subscriptions opened.
+    events: JobEvents = field(kw_only=True)
 
     @classmethod
-    def for_caller(cls, database: Database, caller: Caller) -> Jobs:
-        return cls(database, caller.tenant, caller.scopes)
+    def for_caller(cls, database: Database, events: JobEvents, caller: Caller) -> Jobs:
+        return cls(database, caller.tenant, caller.scopes, events=events)
 
     def allow(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -48,14 +51,41 @@ class Jobs:
 
     async def create(self, new: NewJob) -> Job:
         self.allow(WRITE)
-        return await store.create_job(self.database, self.tenant, new)
+        job = await store.create_job(self.database, self.tenant, new)
+        await self.events.publish(job)
+        return job
 
     async def delete(self, job_id: uuid.UUID) -> Job:
         self.allow(WRITE)
-        return await store.delete_job(self.database, self.tenant, job_id)
+        job = await store.delete_job(self.database, self.tenant, job_id)
+        # Deleting again changes nothing; listeners drop the repeated state.
+        await self.events.publish(job)
+        return job
 
     async def update_progress(
         self, job_id: uuid.UUID, progress: int | None, status: JobStatus | None = None
     ) -> Job:
         self.allow(REPORT)
-        return await store.update_progress(self.database, self.tenant, job_id, progress, status)
+        job = await store.update_progress(self.database, self.tenant, job_id, progress, status)
+        await self.events.publish(job)
+        return job
+
+    async def follow(self, job_id: uuid.UUID) -> JobStream:
+        """The job's current state, then each change, ending after it finishes."""
+        self.allow(READ)
+        # Listen before reading: a change committed meanwhile is heard, not missed.
+        mailbox = self.events.follow(self.tenant, job_id)
+        try:
+            job = await store.get_job(self.database, self.tenant, job_id)
+        except BaseException:
+            self.events.release(mailbox)
+            raise
+        if job is None:
+            self.events.release(mailbox)
+            raise JobNotFound(job_id)
+        return self.events.stream(mailbox, snapshot=job)
+
+    def watch(self, job_filter: JobFilter) -> JobStream:
+        """Every job of this tenant created or changed from now on, as `concerns` says."""
+        self.allow(READ)
+        return self.events.stream(self.events.watch(self.tenant, job_filter))

@@ -1,0 +1,303 @@
+"""jobProgress and jobUpdates over WebSocket: a real uvicorn process, real clients.
+
+Each test runs with both subprotocols (`graphql-transport-ws` and the legacy
+`graphql-ws`) and asserts the messages exactly. Changes are made through the
+public API (GraphQL mutations, REST), as encoder workers and frontends make them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2 as httpx
+import pytest
+
+from tests.jobs_client import JobsClient
+from tests.jobs_data import INPUT, PROFILE
+from tests.servers import Server, start_server
+from tests.wsclient import (
+    JOB_PROGRESS,
+    JOB_UPDATES,
+    LEGACY_WS,
+    PROTOCOLS,
+    TRANSPORT_WS,
+    graphql_socket,
+)
+
+pytestmark = pytest.mark.anyio
+
+# No test here waits this long unless something is broken; it keeps a failure from hanging.
+LIMIT = 30
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the tests of this module that do not stop it (starting one takes seconds)."""
+    folder = tmp_path_factory.mktemp("subscriptions")
+    running = start_server({"DATABASE_URL": f"sqlite:///{folder}/jobs.db"}, folder / "server.log")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def jobs(gateway: Server) -> AsyncIterator[JobsClient]:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        yield JobsClient(http)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("how", ["COMPLETED", "FAILED", "deleted"])
+async def test_job_progress_sends_the_job_then_each_change_and_completes_when_it_ends(
+    gateway: Server, jobs: JobsClient, protocol: str, how: str
+) -> None:
+    job = await jobs.report(await jobs.create(), 10)
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(gateway.ws_url, protocol) as ws:
+            await ws.subscribe("1", JOB_PROGRESS, id=job["id"])
+            assert await ws.job("1") == job  # the current state first
+            changes = [await jobs.report(job, 20), await jobs.report(job, 30)]
+            changes.append(await jobs.end(job, how))
+            assert await ws.until_complete("1") == changes
+
+    last = changes[-1]
+    if how == "COMPLETED":
+        assert (last["status"], last["statusCode"], last["progress"]) == ("COMPLETED", 1, 100)
+    elif how == "FAILED":
+        assert (last["status"], last["statusCode"], last["progress"]) == ("FAILED", 10, 35)
+    else:
+        assert last["deletedAt"] is not None and last["status"] == "IN_PROGRESS"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("how", ["COMPLETED", "FAILED", "deleted"])
+async def test_a_job_that_has_ended_is_sent_once_then_completes(
+    gateway: Server, jobs: JobsClient, protocol: str, how: str
+) -> None:
+    final = await jobs.end(await jobs.report(await jobs.create(), 10), how)
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(gateway.ws_url, protocol) as ws:
+            await ws.subscribe("a", JOB_PROGRESS, id=final["id"])
+            assert await ws.until_complete("a") == [final]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_an_unknown_job_is_a_not_found_error_message_and_the_socket_stays_open(
+    gateway: Server, jobs: JobsClient, protocol: str
+) -> None:
+    unknown = str(uuid.uuid4())
+    error = {
+        "message": f"job {unknown} not found",
+        "locations": [{"line": 1, "column": 29}],
+        "path": ["jobProgress"],
+        "extensions": {"code": "NOT_FOUND"},
+    }
+    job = await jobs.create()
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(gateway.ws_url, protocol) as ws:
+            await ws.subscribe("x", JOB_PROGRESS, id=unknown)
+            if protocol == TRANSPORT_WS:
+                assert await ws.receive() == {"id": "x", "type": "error", "payload": [error]}
+            else:
+                assert await ws.receive() == {"type": "error", "id": "x", "payload": error}
+            # The same connection goes on serving.
+            await ws.subscribe("y", JOB_PROGRESS, id=job["id"])
+            assert await ws.job("y") == job
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_malformed_id_is_bad_user_input(gateway: Server, protocol: str) -> None:
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(gateway.ws_url, protocol) as ws:
+            await ws.subscribe("1", JOB_PROGRESS, id="not-a-uuid")
+            message = await ws.receive()
+    assert message["type"] == "error" and message["id"] == "1"
+    errors = message["payload"] if protocol == TRANSPORT_WS else [message["payload"]]
+    assert [error["extensions"]["code"] for error in errors] == ["BAD_USER_INPUT"]
+    assert "$id" in errors[0]["message"]
+
+
+async def test_subscribers_joining_while_a_worker_reports_miss_no_change(
+    gateway: Server, jobs: JobsClient
+) -> None:
+    """Whenever a client joins, it gets the state of that moment, then every later one."""
+    job = await jobs.create()
+    last_progress = 59
+    reached = [asyncio.Event() for _ in range(last_progress + 1)]
+    reached[0].set()
+
+    async def worker() -> None:
+        for progress in range(1, last_progress + 1):
+            await jobs.report(job, progress)
+            reached[progress].set()
+        await jobs.report(job, last_progress, "COMPLETED")
+
+    async def subscriber(joins_at: int, protocol: str) -> list[int]:
+        await reached[joins_at].wait()
+        async with graphql_socket(gateway.ws_url, protocol) as ws:
+            await ws.subscribe("1", JOB_PROGRESS, id=job["id"])
+            return [seen["progress"] for seen in await ws.until_complete("1")]
+
+    with anyio.fail_after(LIMIT):
+        joining = [(at, PROTOCOLS[i % 2]) for i, at in enumerate((0, 5, 17, 30, 44, 58))]
+        watching = asyncio.gather(*(subscriber(at, p) for at, p in joining))
+        _, results = await asyncio.gather(worker(), watching)
+
+    for (joins_at, _), seen in zip(joining, results, strict=True):
+        first = seen[0]
+        assert first >= joins_at
+        # The snapshot, then each report after it exactly once, in order, then the end.
+        assert seen == [*range(first, last_progress + 1), 100], (joins_at, seen)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_job_updates_sends_what_matches_after_each_change_and_deletions_to_former_matches(
+    gateway: Server, jobs: JobsClient, protocol: str
+) -> None:
+    video, other_video = str(uuid.uuid4()), str(uuid.uuid4())
+    filters = {
+        # Every job matches; the test looks at its own videos only (the server is shared).
+        "all": None,
+        "video": {"video": video},
+        "completed": {"status": "COMPLETED", "video": video},
+        "with deleted": {"video": video, "includeDeleted": True},
+        "other video": {"video": other_video},
+    }
+    barrier = await jobs.create()
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(gateway.ws_url, protocol) as ws:
+            for name, job_filter in filters.items():
+                await ws.subscribe(name, JOB_UPDATES, filter=job_filter)
+            # jobUpdates sends nothing at first; a later subscription's first message
+            # comes once the server has set up the ones before it.
+            await ws.subscribe("ready", JOB_PROGRESS, id=barrier["id"])
+            assert await ws.job("ready") == barrier
+
+            created = await jobs.create(video)
+            progressed = await jobs.report(created, 50)
+            deleted = await jobs.delete(created)
+            # REST changes are heard the same way.
+            rest = await jobs.http.post(
+                "/encoding/jobs", json={"inputs": [INPUT], "profile": PROFILE, "video": video}
+            )
+            assert rest.status_code == 201
+            second_id = rest.json()["id"]
+            completed = await jobs.report({"id": second_id}, 10, "COMPLETED")
+            created_second = {**completed, "status": "IN_PROGRESS", "statusCode": 0}
+            created_second.update(progress=0, updatedAt=completed["createdAt"])
+
+            expected = {
+                "all": [created, progressed, deleted, created_second, completed],
+                "video": [created, progressed, deleted, created_second, completed],
+                "completed": [completed],
+                "with deleted": [created, progressed, deleted, created_second, completed],
+                "other video": [],
+            }
+            # The second job's completion is the last change: every subscriber that will
+            # hear of anything has heard all of it once it arrives everywhere it should.
+            received: dict[str, list[dict[str, Any]]] = {name: [] for name in filters}
+            waiting = {name for name, jobs in expected.items() if jobs}
+            while waiting:
+                message = await ws.receive()
+                assert message["type"] == ws.next_type, message
+                job = message["payload"]["data"]["jobUpdates"]
+                if job["video"] in (video, other_video):
+                    received[message["id"]].append(job)
+                if job == completed:
+                    waiting.discard(message["id"])
+
+    assert received == expected
+
+
+async def test_a_subscriber_that_stops_reading_does_not_delay_the_others(
+    gateway: Server, jobs: JobsClient
+) -> None:
+    # Big messages (100 inputs, no compression), many subscriptions on the stalled
+    # connection: its buffers (a few MB in the kernel) fill after some dozens of reports.
+    job = await jobs.create(inputs=[str(uuid.uuid4()) for _ in range(100)])
+    stalled_ops = [f"s{n}" for n in range(16)]
+    reports = 250
+    with anyio.fail_after(LIMIT * 3):
+        async with (
+            graphql_socket(
+                gateway.ws_url, compression=None, max_queue=1, ping_interval=None
+            ) as stalled,
+            graphql_socket(gateway.ws_url, LEGACY_WS) as reader,
+        ):
+            for op in stalled_ops:
+                await stalled.subscribe(op, JOB_PROGRESS, id=job["id"])
+                assert await stalled.job(op) == job
+            await reader.subscribe("1", JOB_PROGRESS, id=job["id"])
+            assert await reader.job("1") == job
+            # `stalled` reads nothing more until the end. The other subscriber gets
+            # every change while the reports go on.
+            changes = []
+            for n in range(reports):
+                changes.append(await jobs.report(job, n // 3))
+                assert await reader.job("1") == changes[-1]
+            changes.append(await jobs.report(job, 99, "COMPLETED"))
+            assert await reader.until_complete("1") == [changes[-1]]
+
+            # Reading again, each stalled subscription catches up on where the job is
+            # now: the final state after what the buffers held, not every change.
+            caught_up: dict[str, list[dict[str, Any]]] = {op: [] for op in stalled_ops}
+            while any(not seen or seen[-1] != {} for seen in caught_up.values()):
+                message = await stalled.receive()
+                if message["type"] == "complete":
+                    caught_up[message["id"]].append({})
+                else:
+                    caught_up[message["id"]].append(message["payload"]["data"]["jobProgress"])
+    for seen in caught_up.values():
+        seen.pop()  # the `complete`
+        assert seen[-1] == changes[-1]
+        assert len(seen) < reports
+        assert [state["updatedAt"] for state in seen] == sorted(s["updatedAt"] for s in seen)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_stopping_a_subscription_ends_it_alone(
+    gateway: Server, jobs: JobsClient, protocol: str
+) -> None:
+    job = await jobs.create()
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(gateway.ws_url, protocol) as ws:
+            await ws.subscribe("a", JOB_PROGRESS, id=job["id"])
+            await ws.subscribe("b", JOB_PROGRESS, id=job["id"])
+            assert {(await ws.receive())["id"], (await ws.receive())["id"]} == {"a", "b"}
+            await ws.stop("a")
+            if protocol == LEGACY_WS:  # the legacy protocol confirms a stop
+                assert await ws.receive() == {"type": "complete", "id": "a"}
+            changed = await jobs.report(job, 40)
+            assert await ws.job("b") == changed
+
+
+async def test_shutdown_completes_open_subscriptions(tmp_path: Path) -> None:
+    server = start_server({"DATABASE_URL": f"sqlite:///{tmp_path}/jobs.db"}, tmp_path / "log")
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            job = await JobsClient(http).create()
+        with anyio.fail_after(LIMIT):
+            async with (
+                graphql_socket(server.ws_url, TRANSPORT_WS) as current,
+                graphql_socket(server.ws_url, LEGACY_WS) as legacy,
+            ):
+                for ws in (current, legacy):
+                    await ws.subscribe("progress", JOB_PROGRESS, id=job["id"])
+                    assert await ws.job("progress") == job
+                    await ws.subscribe("updates", JOB_UPDATES)
+                server.process.terminate()
+                for ws in (current, legacy):
+                    ended = [await ws.receive(), await ws.receive()]
+                    assert sorted((m["type"], m["id"]) for m in ended) == [
+                        ("complete", "progress"),
+                        ("complete", "updates"),
+                    ]
+        await anyio.to_thread.run_sync(server.process.wait)
+    finally:
+        server.stop()
+    log = (tmp_path / "log").read_text()
+    assert "Traceback" not in log, log
