@@ -67,7 +67,15 @@ def create_app(settings: Settings) -> Starlette:
                 {"status": "unavailable", "database": "ok", "broadcast": str(exc)},
                 status_code=503,
             )
-        return JSONResponse({"status": "ready", "database": "ok", "broadcast": "ok"})
+        return JSONResponse(
+            {
+                "status": "ready",
+                "database": "ok",
+                "broadcast": "ok",
+                # Live subscriptions this process serves.
+                "subscriptions": request.state.events.subscriber_count,
+            }
+        )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         request_id = uuid.uuid4().hex

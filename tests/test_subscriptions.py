@@ -8,6 +8,8 @@ public API (GraphQL mutations, REST), as encoder workers and frontends make them
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 
 from tests.jobs_client import JobsClient
 from tests.jobs_data import INPUT, PROFILE
-from tests.servers import Server, start_server
+from tests.servers import ROOT, Server, start_server
 from tests.wsclient import (
     JOB_PROGRESS,
     JOB_UPDATES,
@@ -301,3 +303,52 @@ async def test_shutdown_completes_open_subscriptions(tmp_path: Path) -> None:
         server.stop()
     log = (tmp_path / "log").read_text()
     assert "Traceback" not in log, log
+
+
+async def test_the_reference_graphql_ws_client_follows_a_job_and_hears_not_found(
+    gateway: Server, jobs: JobsClient
+) -> None:
+    """npm `graphql-ws` (the graphql-transport-ws reference client) on the `ws` package."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH: the reference graphql-ws client needs Node.js")
+    if not (ROOT / "node_modules" / "graphql-ws").is_dir():
+        pytest.skip("node_modules/graphql-ws is missing: run `npm ci` at the top")
+    script = str(ROOT / "tests" / "graphql_ws_subscribe.mjs")
+
+    async def follow(job_id: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            node,
+            script,
+            gateway.ws_url,
+            JOB_PROGRESS,
+            json.dumps({"id": job_id}),
+            stdout=asyncio.subprocess.PIPE,
+        )
+
+    async def line(process: asyncio.subprocess.Process) -> dict[str, Any]:
+        assert process.stdout is not None
+        printed: dict[str, Any] = json.loads(await process.stdout.readline())
+        return printed
+
+    job = await jobs.create()
+    unknown = str(uuid.uuid4())
+    following, refused = await follow(job["id"]), await follow(unknown)
+    try:
+        with anyio.fail_after(LIMIT):
+            assert await line(following) == {"next": {"data": {"jobProgress": job}}}
+            changes = [await jobs.report(job, 50), await jobs.report(job, 50, "COMPLETED")]
+            for change in changes:
+                assert await line(following) == {"next": {"data": {"jobProgress": change}}}
+            assert await line(following) == {"complete": True}
+            assert await following.wait() == 0
+
+            error = await line(refused)
+            assert [e["extensions"]["code"] for e in error["error"]] == ["NOT_FOUND"]
+            assert error["error"][0]["message"] == f"job {unknown} not found"
+            assert await refused.wait() == 0
+    finally:
+        for process in (following, refused):
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

@@ -315,7 +315,8 @@ class JobEvents:
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._mailboxes())
+        registries = (self._by_job, self._by_tenant)
+        return sum(len(boxes) for registry in registries for boxes in registry.values())
 
     def _mailboxes(self) -> list[Mailbox]:
         found = [box for boxes in self._by_job.values() for box in boxes]
