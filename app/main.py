@@ -126,7 +126,7 @@ def _middleware(settings: Settings) -> list[Middleware]:
             )
         )
     if settings.open_mode:
-        middleware.append(Middleware(LoopbackOnly))
+        middleware.append(Middleware(LoopbackOnly, settings=settings))
     middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
     return middleware
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.graphql.errors import QUERY_TOO_COMPLEX
+from app.settings import Settings
 
 
 class BodyLimit:
@@ -71,38 +73,64 @@ def _replay(first: Message, receive: Receive) -> Receive:
 
 
 class LoopbackOnly:
-    """In open mode, refuse requests that reached the server on a non-loopback address.
+    """Open mode (no token needed) is for this machine alone; refuse anything else.
 
-    `python -m app serve` refuses such a --host outright; this also covers the
-    ASGI app run by another server (`uvicorn app.main:app --host 0.0.0.0`).
+    - a request that reached the server on a non-loopback address (`python -m app
+      serve` refuses such a --host outright; this also covers `uvicorn app.main:app
+      --host 0.0.0.0`);
+    - a `Host` other than localhost / a loopback address / PUBLIC_URL's host: a
+      DNS-rebinding page would name its own host;
+    - a browser request from another origin (a page the developer happens to have
+      open), unless CORS_ORIGINS names it.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
+        self.hosts = {"localhost", urlsplit(settings.public_url).hostname or "localhost"}
+        self.origins = {*settings.cors_origins, settings.public_url}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and not _is_loopback(scope.get("server")):
-            message = "open mode (no AUTH_JWT_SECRET) serves loopback clients only"
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008, "reason": message})
-                return
-            response = JSONResponse(
-                {"error": {"code": "FORBIDDEN", "message": message}}, status_code=403
-            )
-            await response(scope, receive, send)
+        problem = self._problem(scope) if scope["type"] in ("http", "websocket") else None
+        if problem is None:
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        message = f"open mode (no AUTH_JWT_SECRET) serves this machine only: {problem}"
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+            return
+        response = JSONResponse({"error": {"code": "FORBIDDEN", "message": message}}, 403)
+        await response(scope, receive, send)
+
+    def _problem(self, scope: Scope) -> str | None:
+        headers = Headers(scope=scope)
+        server = scope.get("server")
+        # An in-process test client names a host rather than an address; a Unix
+        # socket has none. Only a real listening address is checked.
+        if isinstance(server, (tuple, list)) and server and _address(str(server[0])):
+            if not _is_loopback(str(server[0])):
+                return "request arrived on a non-loopback address"
+            host = urlsplit(f"//{headers.get('host', '')}").hostname or ""
+            if not (_is_loopback(host) or host in self.hosts):
+                return f"Host {host!r} is not this machine"
+        origin = headers.get("origin")
+        if origin is not None and not {"*", origin.rstrip("/")} & self.origins:
+            hostname = urlsplit(origin).hostname or ""
+            if not (_is_loopback(hostname) or hostname == "localhost"):
+                return f"cross-origin request from {origin!r} (CORS_ORIGINS can allow it)"
+        return None
 
 
-def _is_loopback(server: object) -> bool:
-    # `server` is the local address the request came in on; a Unix socket has none,
-    # and an in-process test client names a host rather than an address.
-    if not isinstance(server, (tuple, list)) or not server:
-        return True
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        address = ipaddress.ip_address(str(server[0]))
+        return ipaddress.ip_address(text.strip("[]"))
     except ValueError:
-        return True
+        return None
+
+
+def _is_loopback(host: str) -> bool:
+    address = _address(host)
+    if address is None:
+        return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback

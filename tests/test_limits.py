@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from graphql import get_introspection_query
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from app.settings import Settings
 from tests.tokens import JOB_INPUT, auth_settings, bearer, create_job, gateway, token
@@ -173,6 +175,25 @@ def test_cors_allows_the_configured_origins_only(tmp_path: Path) -> None:
         )
         assert created.headers["access-control-allow-origin"] == "https://app.example.test"
         assert "location" in created.headers["access-control-expose-headers"].lower()
+        # WebSockets from the configured origin too; other sites are refused at the handshake.
+        init = {"type": "connection_init", "payload": AUTH}
+        with client.websocket_connect(
+            "/graphql",
+            subprotocols=["graphql-transport-ws"],
+            headers={"Origin": "https://app.example.test"},
+        ) as ws:
+            ws.send_json(init)
+            assert ws.receive_json() == {"type": "connection_ack"}
+        with (
+            pytest.raises(WebSocketDisconnect),
+            client.websocket_connect(
+                "/graphql",
+                subprotocols=["graphql-transport-ws"],
+                headers={"Origin": "https://evil.test"},
+            ) as ws,
+        ):
+            ws.send_json(init)
+            ws.receive_json()
 
 
 def test_open_mode_serves_loopback_only_and_says_so(
@@ -186,6 +207,26 @@ def test_open_mode_serves_loopback_only_and_says_so(
         refused = remote.get("/encoding/jobs")
         assert refused.status_code == 403
         assert "loopback" in refused.json()["error"]["message"]
+    with gateway(settings, base_url="http://127.0.0.1:8000") as local:
+        # DNS rebinding: a page on evil.example resolved to 127.0.0.1 names its own host.
+        rebound = local.get("/encoding/jobs", headers={"Host": "evil.example:8000"})
+        assert rebound.status_code == 403
+        assert "Host" in rebound.json()["error"]["message"]
+        # A page open in the developer's browser, on another site.
+        drive_by = local.post(
+            "/encoding/jobs",
+            content=json.dumps(JOB_INPUT),
+            headers={"Origin": "https://evil.example", "Content-Type": "text/plain"},
+        )
+        assert drive_by.status_code == 403
+        assert "cross-origin" in drive_by.json()["error"]["message"]
+        assert local.get("/encoding/jobs", params={"include_deleted": "true"}).json() == {
+            "jobs": [],
+            "next_cursor": None,
+        }
+        # Pages served from this machine (a dev server on another port) are fine.
+        for origin in ("http://localhost:5173", "http://127.0.0.1:8000"):
+            assert local.get("/encoding/jobs", headers={"Origin": origin}).status_code == 200
     # With a secret, other addresses are served (and tokens checked).
     with gateway(auth_settings(tmp_path), base_url="http://192.0.2.10") as remote:
         assert remote.get("/encoding/jobs").status_code == 401

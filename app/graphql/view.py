@@ -28,6 +28,8 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         options.setdefault(
             "max_subscriptions_per_connection", settings.max_subscriptions_per_connection
         )
+        # Browsers on the CORS origins may open WebSockets too (same-origin always can).
+        options.setdefault("allowed_origins", settings.cors_origins)
         # Legacy graphql-ws clients expect `ka` messages (graphql-transport-ws has ping/pong).
         options.setdefault("keep_alive", True)
         options.setdefault("keep_alive_interval", KEEP_ALIVE_SECONDS)
