@@ -12,13 +12,22 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import db
 from app.jobs import store
+from app.jobs.model import new_job
 from app.settings import Settings
 from tests.servers import ROOT
 
-HEAD = "0002"
+# Every revision, oldest first.
+REVISIONS = [
+    script.revision
+    for script in reversed(list(ScriptDirectory(str(db.MIGRATIONS)).walk_revisions()))
+]
 
 
 @pytest.fixture
@@ -49,7 +58,9 @@ def test_processes_migrating_at_once_apply_each_revision_once(blank_database_url
     results = [(process.wait(60), *process.communicate()) for process in processes]
     assert [code for code, _, _ in results] == [0, 0, 0, 0], results
     outputs = sorted(out.strip() for _, out, _ in results)
-    assert outputs == [f"migrated: applied 0001, {HEAD}"] + ["schema is up to date"] * 3, results
+    assert (
+        outputs == [f"migrated: applied {', '.join(REVISIONS)}"] + ["schema is up to date"] * 3
+    ), results
 
 
 @pytest.mark.anyio
@@ -79,7 +90,7 @@ async def test_jobs_stored_before_the_inputs_change_read_the_same_after(
     finally:
         await database.disconnect()
 
-    assert await db.migrate(settings) == [HEAD]
+    assert await db.migrate(settings) == REVISIONS[1:]
     database = await db.connect(settings)
     try:
         job = await store.get_job(database, "t", job_id)
@@ -88,3 +99,42 @@ async def test_jobs_stored_before_the_inputs_change_read_the_same_after(
     assert job is not None
     assert [str(value) for value in job.inputs] == inputs
     assert (job.progress, job.created_at) == (40, now)
+
+
+@pytest.mark.anyio
+async def test_downgrading_to_the_first_revision_and_back_keeps_the_jobs(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=database_url)
+    await db.migrate(settings)
+    database = await db.connect(settings)
+    try:
+        created = await store.create_job(
+            database, "t", new_job([uuid.uuid4(), uuid.uuid4()], uuid.uuid4(), uuid.uuid4())
+        )
+    finally:
+        await database.disconnect()
+
+    config = Config()
+    config.set_main_option("script_location", str(db.MIGRATIONS))
+
+    def downgrade(connection: sa.Connection) -> None:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+
+    url = database_url.replace("sqlite:///", "sqlite+aiosqlite:///").replace(
+        "postgresql://", "postgresql+asyncpg://"
+    )
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+
+    assert await db.migrate(settings) == REVISIONS[1:]
+    database = await db.connect(settings)
+    try:
+        assert await store.get_job(database, "t", created.id) == created
+    finally:
+        await database.disconnect()

@@ -13,15 +13,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx2 as httpx
 import pytest
 
 from tests.jobs_data import REPORT, request_object
 from tests.servers import ROOT, Server, start_server
+from tests.wsclient import JOB_PROGRESS, JOB_UPDATES, LEGACY_WS, graphql_socket
 
 # Both gateways stand behind one address, so they give out the same job URLs.
 PUBLIC_URL = "https://jobs.example.test"
+# No test here waits this long unless something is broken; it keeps a failure from hanging.
+LIMIT = 60
 
 
 @pytest.fixture
@@ -116,37 +121,61 @@ def gateways(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[tupl
     second.stop()
 
 
-def _report(
-    server: Server, job_id: str, progress: int, status: str | None = None
-) -> httpx.Response:
-    return httpx.post(
-        server.url + "/graphql",
-        json={"query": REPORT, "variables": {"id": job_id, "progress": progress, "status": status}},
-    )
-
-
 @pytest.mark.engines("postgresql")
-def test_a_job_made_on_one_gateway_is_read_and_changed_on_the_other(
+@pytest.mark.anyio
+async def test_a_job_made_on_one_gateway_is_read_changed_and_heard_on_the_other(
     gateways: tuple[Server, Server],
 ) -> None:
     first, second = gateways
-    created = httpx.post(first.url + "/encoding/jobs", json=request_object())
-    assert created.status_code == 201
-    job = created.json()
-    assert job["url"] == f"{PUBLIC_URL}/encoding/jobs/{job['id']}"
-    assert httpx.get(f"{second.url}/encoding/jobs/{job['id']}").json() == job
+    async with httpx.AsyncClient(timeout=LIMIT) as client:
 
-    reported = _report(second, job["id"], 40).json()["data"]["updateJobProgress"]
-    assert reported["progress"] == 40
-    assert httpx.get(f"{first.url}/encoding/jobs/{job['id']}").json()["progress"] == 40
+        async def report(server: Server, progress: int, status: str | None = None) -> Any:
+            variables = {"id": job["id"], "progress": progress, "status": status}
+            response = await client.post(
+                server.url + "/graphql", json={"query": REPORT, "variables": variables}
+            )
+            return response.json()
 
-    lower = httpx.patch(f"{first.url}/encoding/jobs/{job['id']}", json={"progress": 30})
-    assert (lower.status_code, lower.json()["error"]["code"]) == (409, "CONFLICT")
-    deleted = httpx.delete(f"{first.url}/encoding/jobs/{job['id']}").json()
-    assert deleted["deleted_at"] is not None
-    refused = _report(second, job["id"], 50).json()
-    assert refused["errors"][0]["extensions"]["code"] == "CONFLICT"
-    assert httpx.get(f"{second.url}/encoding/jobs/{job['id']}").json() == deleted
+        created = await client.post(first.url + "/encoding/jobs", json=request_object())
+        assert created.status_code == 201
+        job = created.json()
+        assert job["url"] == f"{PUBLIC_URL}/encoding/jobs/{job['id']}"
+        assert (await client.get(f"{second.url}/encoding/jobs/{job['id']}")).json() == job
+        barrier = (await client.post(first.url + "/encoding/jobs", json=request_object())).json()
+
+        with anyio.fail_after(LIMIT):
+            async with (
+                graphql_socket(first.ws_url) as on_first,
+                graphql_socket(second.ws_url, LEGACY_WS) as on_second,
+            ):
+                await on_first.subscribe("updates", JOB_UPDATES, filter={"video": job["video"]})
+                # A connection handles its messages in order: once this answers, the
+                # subscription above is listening too.
+                await on_first.subscribe("ready", JOB_PROGRESS, id=barrier["id"])
+                assert (await on_first.job("ready"))["id"] == barrier["id"]
+                await on_second.subscribe("progress", JOB_PROGRESS, id=job["id"])
+                assert (await on_second.job("progress"))["progress"] == 0
+
+                forty = (await report(first, 40))["data"]["updateJobProgress"]
+                assert await on_second.job("progress") == forty
+                sixty = (await report(second, 60))["data"]["updateJobProgress"]
+                assert await on_second.job("progress") == sixty
+                assert [await on_first.job("updates") for _ in range(2)] == [forty, sixty]
+
+                lower = await client.patch(
+                    f"{first.url}/encoding/jobs/{job['id']}", json={"progress": 30}
+                )
+                assert (lower.status_code, lower.json()["error"]["code"]) == (409, "CONFLICT")
+                deleted = await client.delete(f"{first.url}/encoding/jobs/{job['id']}")
+                assert deleted.json()["deleted_at"] is not None
+                # The second gateway's subscriber gets the deletion, then `complete`.
+                (last,) = await on_second.until_complete("progress")
+                assert last["deletedAt"] is not None and last["progress"] == 60
+
+        refused = await report(second, 70)
+        assert refused["errors"][0]["extensions"]["code"] == "CONFLICT"
+        again = await client.get(f"{second.url}/encoding/jobs/{job['id']}")
+        assert again.json() == deleted.json()
 
 
 @dataclass
