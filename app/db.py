@@ -16,11 +16,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from databases import Database
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.database import Database
 from app.settings import Settings
 
 # Seconds a SQLite writer waits for another writer's lock before giving up.
@@ -37,7 +37,9 @@ metadata = sa.MetaData()
 jobs = sa.Table(
     "jobs",
     metadata,
-    # Insertion order: newest-first listing pages on it (keyset, never OFFSET).
+    # Insertion order: newest-first listing pages on it (keyset, never OFFSET). The
+    # primary key on SQLite (its rowid); on PostgreSQL the key is (tenant, seq), see
+    # migration 0003. Only migrations create tables, so this need not say so.
     sa.Column(
         "seq",
         sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
