@@ -287,3 +287,18 @@ def test_post_without_json_content_type_is_415(client: TestClient) -> None:
     assert response.status_code == 415
     assert code_of(response) == "BAD_REQUEST"
     assert response.json()["errors"][0]["message"].startswith("Content-Type:")
+
+
+@pytest.mark.parametrize("accept", ["application/json", "application/graphql-response+json"])
+def test_a_subscription_over_http_is_refused_pointing_at_websocket(
+    client: TestClient, accept: str
+) -> None:
+    response = client.post(
+        "/graphql",
+        json={"query": "subscription { jobUpdates { id } }"},
+        headers={"accept": accept},
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert "WebSocket" in error["message"]

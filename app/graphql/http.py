@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -195,11 +196,21 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         try:
-            result = await super().execute_single(
-                request, request_adapter, sub_response, context, root_value, request_data
+            result = await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                # strawberry would run a subscription here as if it were a query (and
+                # fail on its null result); over plain HTTP it is refused instead.
+                allowed_operation_types=_allowed_operations(request_adapter.method),
+                operation_extensions=request_data.extensions,
             )
-        except HTTPException as exc:
+        except (InvalidOperationTypeError, CannotGetOperationTypeError) as exc:
             raise _refusal_for(exc, request_adapter.method) from exc
+        except MissingQueryError:
+            raise RequestRefused(400, InvalidInput("query", "is required")) from None
         if (
             is_request_error(result)
             and not sub_response.status_code
@@ -218,21 +229,34 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         return response
 
 
-def _refusal_for(exc: HTTPException, method: str) -> RequestRefused:
-    cause = exc.__cause__
+def _allowed_operations(method: str) -> set[OperationType]:
+    if method == "GET":
+        return {OperationType.QUERY}
+    return {OperationType.QUERY, OperationType.MUTATION}
+
+
+def _refusal_for(
+    cause: InvalidOperationTypeError | CannotGetOperationTypeError, method: str
+) -> RequestRefused:
     if isinstance(cause, InvalidOperationTypeError):
         if cause.operation_type == OperationType.MUTATION and method == "GET":
             return RequestRefused(
                 405, BadRequest("mutations are not allowed over GET; use POST"), {"Allow": "POST"}
             )
-        return RequestRefused(400, BadRequest(exc.reason))
-    if isinstance(cause, CannotGetOperationTypeError):
-        if cause.operation_name is None:
-            problem = "required when the document has several operations"
-        else:
-            problem = f"no operation named {cause.operation_name!r} in the document"
-        return RequestRefused(400, InvalidInput("operationName", problem))
-    return RequestRefused(exc.status_code, BadRequest(exc.reason))
+        if cause.operation_type == OperationType.SUBSCRIPTION:
+            return RequestRefused(
+                400,
+                BadRequest(
+                    "subscriptions are served over WebSocket at /graphql "
+                    "(graphql-transport-ws or graphql-ws), not over HTTP"
+                ),
+            )
+        return RequestRefused(400, BadRequest(cause.as_http_error_reason(method)))
+    if cause.operation_name is None:
+        problem = "required when the document has several operations"
+    else:
+        problem = f"no operation named {cause.operation_name!r} in the document"
+    return RequestRefused(400, InvalidInput("operationName", problem))
 
 
 def _get_parameters(query_params: Mapping[str, Any]) -> GraphQLRequestData:
