@@ -27,7 +27,8 @@ JOB_INPUT = {
 }
 
 
-def token(tenant: str = "acme", scope: str = ALL, secret: str = SECRET, ttl: int = 600) -> str:
+def token(tenant: str = "acme", scope: str = ALL, secret: str = SECRET, ttl: int = 86400) -> str:
+    # A day: module-level tokens are made at collection, maybe long before use.
     return issue_token(secret, tenant, scope.split(), ttl, subject="tests")
 
 
