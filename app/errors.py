@@ -65,3 +65,13 @@ class SubscriptionInterrupted(AppError):
 
     code = "SUBSCRIPTION_INTERRUPTED"
     http_status = 503
+
+
+class Unavailable(AppError):
+    """Something the gateway depends on (its database) cannot be reached right now.
+
+    The process stays up and serves again once it is back; the client retries.
+    """
+
+    code = "UNAVAILABLE"
+    http_status = 503

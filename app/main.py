@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import uuid
@@ -16,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from app import db, rest, web
+from app import db, health, outages, rest, web
 from app.auth import TokenVerifier
 from app.errors import AppError
 from app.graphql.view import GraphQLView
-from app.jobs.events import CLOSE_TIMEOUT, BroadcastUnavailable, JobEvents
+from app.jobs.events import CLOSE_TIMEOUT, JobEvents
+from app.jobs.service import StoredStates
 from app.middleware import BodyLimit, LoopbackOnly
 from app.settings import Settings, SettingsError
 from app.shutdown import drain_before_exit
@@ -30,6 +32,7 @@ logger = logging.getLogger("app")
 
 def create_app(settings: Settings) -> Starlette:
     graphql = GraphQLView(settings)
+    outages.quiet_reconnect_logs()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
@@ -40,7 +43,8 @@ def create_app(settings: Settings) -> Starlette:
             if applied:
                 logger.info("database migrated: applied %s", ", ".join(applied))
         database = await db.connect(settings)
-        events = JobEvents(settings.broadcast_url)
+        # After a broker outage, subscribers are caught up from the database.
+        events = JobEvents(settings.broadcast_url, states=StoredStates(database))
         try:
             await events.connect()
             # SIGTERM ends subscriptions (clients get `complete`) before uvicorn drops sockets.
@@ -54,27 +58,24 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        try:
-            await request.state.database.fetch_val("SELECT 1")
-        except Exception as exc:  # any failure means "not ready"; say which
-            return JSONResponse(
-                {"status": "unavailable", "database": f"unreachable: {exc}"}, status_code=503
-            )
-        try:
-            await request.state.events.ping(within=2)
-        except BroadcastUnavailable as exc:
-            return JSONResponse(
-                {"status": "unavailable", "database": "ok", "broadcast": str(exc)},
-                status_code=503,
-            )
+        events: JobEvents = request.state.events
+        found = await health.report(request.state.database, events)
+        problems = found.problems
         return JSONResponse(
             {
-                "status": "ready",
-                "database": "ok",
-                "broadcast": "ok",
-                # Live subscriptions this process serves.
-                "subscriptions": request.state.events.subscriber_count,
-            }
+                "status": "unavailable" if problems else "ready",
+                # One line per problem, naming the part: what an operator reads first.
+                "problems": problems,
+                "database": found.database or "ok",
+                "migrations": found.migrations or ("unknown" if found.database else "ok"),
+                "broadcast": found.broadcast or "ok",
+                "broker": events.status(),
+                # Live subscriptions this process serves, and its asyncio tasks (a
+                # number that keeps growing under steady load is a leak).
+                "subscriptions": events.subscriber_count,
+                "tasks": len(asyncio.all_tasks()),
+            },
+            status_code=503 if problems else 200,
         )
 
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -11,13 +11,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.errors import AppError, InvalidInput, JobNotFound, MalformedBody, Unauthenticated
+from app.errors import (
+    AppError,
+    InvalidInput,
+    JobNotFound,
+    MalformedBody,
+    Unauthenticated,
+    Unavailable,
+)
 from app.jobs import model
 from app.jobs.model import Job, JobStatus, format_timestamp, parse_uuid
 from app.jobs.service import Jobs
 
 REQUEST_KEYS = ("inputs", "profile", "video")
 PATCH_KEYS = ("progress", "status")
+# What a 503 (UNAVAILABLE) tells clients to wait before trying again.
+RETRY_AFTER_SECONDS = 1
 
 
 def job_response(job: Job, public_url: str) -> dict[str, Any]:
@@ -49,6 +58,8 @@ async def app_error(request: Request, exc: Exception) -> Response:
     response = error_response(exc.http_status, exc.code, exc.message)
     if isinstance(exc, Unauthenticated):
         response.headers["WWW-Authenticate"] = 'Bearer realm="jobs"'
+    elif isinstance(exc, Unavailable):
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 

@@ -1,10 +1,15 @@
 """Job changes as events: published after each committed change, heard by every process.
 
-`JobEvents.publish` sends a changed job through `broadcaster` (memory://, redis://
-or postgres:// LISTEN/NOTIFY). Each process holds ONE broker subscription; its
-listener hands every event to the local subscribers' `Mailbox`es without ever
-waiting on one of them, so a slow or vanished client holds up nobody. A mailbox
-is bounded: when its client falls behind, it keeps each job's latest state only.
+`JobEvents.publish` sends a changed job through the broker (`app.jobs.broker`:
+memory://, redis:// or postgres:// LISTEN/NOTIFY). Each process holds ONE broker
+subscription; its listener hands every event to the local subscribers' `Mailbox`es
+without ever waiting on one of them, so a slow or vanished client holds up nobody.
+A mailbox is bounded: when its client falls behind, it keeps each job's latest state only.
+
+When the broker goes away, changes are still committed and heard by this process's
+own subscribers; once it is back, every change it could not carry is published
+again, and this process's subscribers are sent the current state of each job that
+changed in the gap (read from the database), so no one is left showing a stale state.
 
 Subscriptions are opened through `app.jobs.service.Jobs`, which scopes them to
 the caller's tenant; every event carries its job's tenant.
@@ -16,36 +21,50 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Collection
 from dataclasses import replace
-from datetime import datetime
-from typing import Any
-from urllib.parse import urlsplit
-
-from broadcaster import Broadcast
-from broadcaster._backends.redis import RedisBackend
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from app.errors import SubscriptionInterrupted
+from app.jobs.broker import BROKER_TIMEOUT, BroadcastUnavailable, Broker
 from app.jobs.model import Job, JobFilter, JobStatus
+
+__all__ = ["BroadcastUnavailable", "JobEvents", "JobStream", "Mailbox"]
 
 logger = logging.getLogger("app.events")
 
-# One channel for all job changes; a PostgreSQL LISTEN name, so an identifier.
-CHANNEL = "jobs_gateway_events"
 # States a subscriber may have pending before its mailbox keeps only each job's latest.
 MAILBOX_LIMIT = 64
 # Jobs whose last dispatched state the listener remembers, to drop late duplicates.
 RECENT_JOBS = 10_000
-# Seconds to wait for the broker: a publish, or a ping's round trip.
-BROKER_TIMEOUT = 5.0
 # Seconds open subscriptions get to end when the process stops.
 CLOSE_TIMEOUT = 5.0
+# Changed jobs whose publishing waits for the broker to come back; beyond this the
+# oldest are dropped (their subscribers elsewhere still catch up from the database).
+UNPUBLISHED_LIMIT = 100_000
+# After a broker outage, jobs changed this long before the last moment it was known
+# to deliver are re-read too: other processes' clocks (updated_at) may be behind ours.
+CATCH_UP_MARGIN = timedelta(seconds=30)
+# Most changed jobs one tenant's `jobUpdates` subscribers are caught up with; past
+# that they are told to subscribe again (and reload), as when they fall behind.
+CATCH_UP_LIMIT = 500
+# Seconds between two log lines about changes left unpublished.
+LOG_EVERY = 10.0
 
 
-class BroadcastUnavailable(RuntimeError):
-    """The broker cannot be reached (or does not deliver); the message says which."""
+class CurrentStates(Protocol):
+    """Where JobEvents reads jobs' current states (any tenant) to catch up after an outage."""
+
+    async def by_id(self, job_ids: Collection[uuid.UUID]) -> list[Job]: ...
+
+    async def changed_since(self, tenant: str, since: datetime, limit: int) -> list[Job]:
+        """The tenant's jobs (deleted ones too) updated at or after `since`, oldest first."""
+        ...
 
 
 def order_key(job: Job) -> tuple[datetime, bool, bool, int]:
@@ -108,29 +127,19 @@ def decode(fields: dict[str, Any]) -> Job:
     )
 
 
-class _RedisBackend(RedisBackend):
-    """broadcaster 0.3.1's Redis backend, minus a race that loses every event.
-
-    It wakes its listener before redis-py records the subscription; the listener
-    then finds no channel, stops listening and waits for a wake-up that never
-    comes. Here the listener is woken once the subscription is recorded.
-    """
-
-    async def subscribe(self, channel: str) -> None:
-        await self._pubsub.subscribe(channel)
-        self._ready.set()
-
-
-def _broadcast(url: str) -> Broadcast:
-    if urlsplit(url).scheme in ("redis", "rediss"):
-        return Broadcast(backend=_RedisBackend(url))
-    return Broadcast(url)
-
-
 class Mailbox:
     """One subscriber's pending job states. The listener puts, never waits."""
 
-    __slots__ = ("_pending", "_waiter", "closed", "job_filter", "job_id", "overflowed", "tenant")
+    __slots__ = (
+        "_pending",
+        "_waiter",
+        "closed",
+        "interruption",
+        "job_filter",
+        "job_id",
+        "overflowed",
+        "tenant",
+    )
 
     def __init__(
         self, tenant: str, job_id: uuid.UUID | None = None, job_filter: JobFilter | None = None
@@ -142,6 +151,8 @@ class Mailbox:
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.overflowed = False
+        # Why the subscription ends with an error, once `overflowed`.
+        self.interruption = ""
 
     def put(self, job: Job) -> None:
         self._pending.append(job)
@@ -158,11 +169,20 @@ class Mailbox:
         self._pending = deque(latest.values())
         if len(self._pending) > MAILBOX_LIMIT:
             # Too many different jobs to keep: better a clear error than a wrong list.
-            self._pending.clear()
-            self.overflowed = True
+            self.interrupt(
+                f"this subscription fell more than {MAILBOX_LIMIT} jobs behind; "
+                "subscribe again (and reload what it showed)"
+            )
 
     def close(self) -> None:
         self.closed = True
+        self._wake()
+
+    def interrupt(self, why: str) -> None:
+        """Changes were missed that cannot be caught up with: end with an error saying why."""
+        self._pending.clear()
+        self.overflowed = True
+        self.interruption = why
         self._wake()
 
     def _wake(self) -> None:
@@ -211,10 +231,7 @@ class JobStream:
             if job is None:
                 await self.aclose()
                 if self._mailbox.overflowed:
-                    raise SubscriptionInterrupted(
-                        f"this subscription fell more than {MAILBOX_LIMIT} jobs behind; "
-                        "subscribe again (and reload what it showed)"
-                    )
+                    raise SubscriptionInterrupted(self._mailbox.interruption)
                 raise StopAsyncIteration
             if self._last is not None:
                 key = order_key(job)
@@ -234,22 +251,17 @@ class JobStream:
 class JobEvents:
     """Publishes job changes and fans the broker's events out to local subscribers."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, states: CurrentStates | None = None) -> None:
         self.url = url
-        self._broadcast = _broadcast(url)
-        self._connected = False
-        # broadcaster's PostgreSQL backend publishes on its one LISTEN connection,
-        # which runs one statement at a time.
-        self._publishing: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock()
-            if urlsplit(url).scheme in ("postgres", "postgresql")
-            else contextlib.nullcontext()
-        )
-        self._listener: asyncio.Task[None] | None = None
-        self._pings: dict[str, asyncio.Future[None]] = {}
+        # Without `states` (tests of the fan-out alone) there is no catching up.
+        self._states = states
+        self._broker = Broker(url, self._receive, self._catch_up if states is not None else None)
         self._by_job: dict[uuid.UUID, set[Mailbox]] = {}
         self._by_tenant: dict[str, set[Mailbox]] = {}
         self._recent: OrderedDict[uuid.UUID, tuple[datetime, bool, bool, int]] = OrderedDict()
+        # Jobs changed while the broker was away, to publish once it is back.
+        self._unpublished: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._last_logged = -LOG_EVERY
         self._closing = False
         # Set once closing and the last subscription has given its mailbox back.
         self._all_released = asyncio.Event()
@@ -258,33 +270,13 @@ class JobEvents:
 
     async def connect(self) -> None:
         """Connect and subscribe; returns once an event makes the round trip."""
-        try:
-            await asyncio.wait_for(self._broadcast.connect(), BROKER_TIMEOUT)
-        except Exception as exc:
-            raise BroadcastUnavailable(f"cannot reach the broadcast broker: {exc!r}") from exc
-        self._connected = True
-        subscribed = asyncio.Event()
-        self._listener = asyncio.create_task(self._listen(subscribed), name="job-events")
-        await subscribed.wait()
-        try:
-            await self.ping()
-        except BroadcastUnavailable:
-            await self.disconnect()
-            raise
+        await self._broker.start()
 
     async def disconnect(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.close_subscriptions()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(BaseException):
-                await self._listener
-            self._listener = None
-        if self._connected:
-            self._connected = False
-            with contextlib.suppress(Exception):
-                await self._broadcast.disconnect()
+        await self._broker.stop()
 
     async def close_subscriptions(self) -> None:
         """End every open subscription (clients get `complete`); refuse new ones."""
@@ -300,23 +292,20 @@ class JobEvents:
 
     async def ping(self, within: float = BROKER_TIMEOUT) -> None:
         """Send an event to ourselves through the broker and wait for it to come back."""
-        token = uuid.uuid4().hex
-        arrived = asyncio.get_running_loop().create_future()
-        self._pings[token] = arrived
-        try:
-            async with asyncio.timeout(within):
-                await self._send(json.dumps({"ping": token}))
-                await arrived
-        except Exception as exc:
-            reason = f"no answer within {within:g}s" if isinstance(exc, TimeoutError) else repr(exc)
-            raise BroadcastUnavailable(f"the broadcast broker does not deliver: {reason}") from exc
-        finally:
-            self._pings.pop(token, None)
+        await self._broker.ping(within)
 
     @property
     def subscriber_count(self) -> int:
         registries = (self._by_job, self._by_tenant)
         return sum(len(boxes) for registry in registries for boxes in registry.values())
+
+    def status(self) -> dict[str, object]:
+        """The broker connection as an operator wants to see it (/readyz detail)."""
+        return {
+            "connected": self._broker.up,
+            "reconnects": self._broker.reconnects,
+            "unpublished": len(self._unpublished),
+        }
 
     def _mailboxes(self) -> list[Mailbox]:
         found = [box for boxes in self._by_job.values() for box in boxes]
@@ -326,15 +315,57 @@ class JobEvents:
     # -- publishing ------------------------------------------------------------
 
     async def publish(self, job: Job) -> None:
-        """Announce a committed change. Never fails the change: a broker problem is logged."""
+        """Announce a committed change. Never fails the change: see the module's docstring."""
         try:
-            await asyncio.wait_for(self._send(encode(job)), BROKER_TIMEOUT)
-        except Exception as exc:
-            logger.warning("could not publish the change of job %s: %r", job.id, exc)
+            await self._broker.publish(encode(job))
+        except BroadcastUnavailable as exc:
+            self._unpublished[job.id] = None
+            self._unpublished.move_to_end(job.id)
+            if len(self._unpublished) > UNPUBLISHED_LIMIT:
+                self._unpublished.popitem(last=False)
+            self._log_unpublished(exc)
+            # Subscribers here need not wait for the broker.
+            self._dispatch(job)
 
-    async def _send(self, message: str) -> None:
-        async with self._publishing:
-            await self._broadcast.publish(CHANNEL, message)
+    def _log_unpublished(self, exc: BroadcastUnavailable) -> None:
+        now = time.monotonic()
+        if now - self._last_logged >= LOG_EVERY:
+            self._last_logged = now
+            logger.warning(
+                "%d changed job(s) wait for the broker to be published: %s",
+                len(self._unpublished),
+                exc,
+            )
+
+    async def _catch_up(self, since: datetime) -> None:
+        """After a broker outage: publish what could not be, and catch subscribers up."""
+        assert self._states is not None
+        if self._unpublished:
+            pending = list(self._unpublished)
+            for job in await self._states.by_id(pending):
+                await self._broker.publish(encode(job))
+            for job_id in pending:
+                self._unpublished.pop(job_id, None)
+        # Events this process missed: for each job followed here, its current state
+        # (dispatch drops states already passed on)...
+        followed = list(self._by_job)
+        if followed:
+            for job in await self._states.by_id(followed):
+                self._dispatch(job)
+        # ...and for `jobUpdates`, every job of the tenant changed meanwhile.
+        for tenant in list(self._by_tenant):
+            changed = await self._states.changed_since(
+                tenant, since - CATCH_UP_MARGIN, CATCH_UP_LIMIT + 1
+            )
+            if len(changed) > CATCH_UP_LIMIT:
+                for mailbox in list(self._by_tenant.get(tenant, ())):
+                    mailbox.interrupt(
+                        f"more than {CATCH_UP_LIMIT} jobs changed while the event broker "
+                        "was unreachable; subscribe again (and reload what it showed)"
+                    )
+                continue
+            for job in changed:
+                self._dispatch(job)
 
     # -- subscribing -----------------------------------------------------------
 
@@ -378,24 +409,13 @@ class JobEvents:
 
     # -- the listener ----------------------------------------------------------
 
-    async def _listen(self, subscribed: asyncio.Event) -> None:
-        async with self._broadcast.subscribe(CHANNEL) as subscriber:
-            subscribed.set()
-            while True:
-                event = await subscriber.get()
-                try:
-                    fields = json.loads(event.message)
-                    if "ping" in fields:
-                        self._pong(fields["ping"])
-                    else:
-                        self._dispatch(decode(fields))
-                except (ValueError, KeyError, TypeError) as exc:
-                    logger.warning("ignored a malformed job event: %r", exc)
-
-    def _pong(self, token: str) -> None:
-        arrived = self._pings.get(token)
-        if arrived is not None and not arrived.done():
-            arrived.set_result(None)
+    def _receive(self, message: str) -> None:
+        try:
+            job = decode(json.loads(message))
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignored a malformed job event: %r", exc)
+            return
+        self._dispatch(job)
 
     def _dispatch(self, job: Job) -> None:
         # Events of one job may arrive out of order (several publishers): drop any

@@ -4,12 +4,16 @@ Built per request for the caller's tenant, so every read and change is scoped
 in the store itself, never filtered afterwards. It is also the one place that
 decides what each token scope allows: `jobs:read` reads (and subscribes),
 `jobs:write` creates and deletes, `jobs:report` updates progress and status.
+A database that cannot be reached makes any call fail with `Unavailable`
+(app.outages), whichever way it came in.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from databases import Database
 
@@ -18,6 +22,7 @@ from app.errors import Forbidden, JobNotFound
 from app.jobs import store
 from app.jobs.events import JobEvents, JobStream
 from app.jobs.model import Job, JobFilter, JobStatus, NewJob, Page
+from app.outages import database_calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,25 +44,30 @@ class Jobs:
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
         self.allow(READ)
-        return await store.get_job(self.database, self.tenant, job_id)
+        with database_calls():
+            return await store.get_job(self.database, self.tenant, job_id)
 
     async def list(self, job_filter: JobFilter, first: int, after: int | None = None) -> Page:
         self.allow(READ)
-        return await store.list_jobs(self.database, self.tenant, job_filter, first, after)
+        with database_calls():
+            return await store.list_jobs(self.database, self.tenant, job_filter, first, after)
 
     async def count(self, job_filter: JobFilter) -> int:
         self.allow(READ)
-        return await store.count_jobs(self.database, self.tenant, job_filter)
+        with database_calls():
+            return await store.count_jobs(self.database, self.tenant, job_filter)
 
     async def create(self, new: NewJob) -> Job:
         self.allow(WRITE)
-        job = await store.create_job(self.database, self.tenant, new)
+        with database_calls():
+            job = await store.create_job(self.database, self.tenant, new)
         await self.events.publish(job)
         return job
 
     async def delete(self, job_id: uuid.UUID) -> Job:
         self.allow(WRITE)
-        job = await store.delete_job(self.database, self.tenant, job_id)
+        with database_calls():
+            job = await store.delete_job(self.database, self.tenant, job_id)
         # Deleting again changes nothing; listeners drop the repeated state.
         await self.events.publish(job)
         return job
@@ -66,7 +76,10 @@ class Jobs:
         self, job_id: uuid.UUID, progress: int | None, status: JobStatus | None = None
     ) -> Job:
         self.allow(REPORT)
-        job = await store.update_progress(self.database, self.tenant, job_id, progress, status)
+        with database_calls():
+            job = await store.update_progress(
+                self.database, self.tenant, job_id, progress, status
+            )
         await self.events.publish(job)
         return job
 
@@ -76,7 +89,8 @@ class Jobs:
         # Listen before reading: a change committed meanwhile is heard, not missed.
         mailbox = self.events.follow(self.tenant, job_id)
         try:
-            job = await store.get_job(self.database, self.tenant, job_id)
+            with database_calls():
+                job = await store.get_job(self.database, self.tenant, job_id)
         except BaseException:
             self.events.release(mailbox)
             raise
@@ -89,3 +103,19 @@ class Jobs:
         """Every job of this tenant created or changed from now on, as `concerns` says."""
         self.allow(READ)
         return self.events.stream(self.events.watch(self.tenant, job_filter))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStates:
+    """Jobs' current states, any tenant's, for `JobEvents` to catch subscribers up
+    after a broker outage (`app.jobs.events.CurrentStates`)."""
+
+    database: Database
+
+    async def by_id(self, job_ids: Collection[uuid.UUID]) -> list[Job]:
+        with database_calls():
+            return await store.jobs_by_id(self.database, job_ids)
+
+    async def changed_since(self, tenant: str, since: datetime, limit: int) -> list[Job]:
+        with database_calls():
+            return await store.changed_since(self.database, tenant, since, limit)

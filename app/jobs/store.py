@@ -8,7 +8,7 @@ backwards or revive a finished job, whichever of them the database runs first.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -197,3 +197,27 @@ async def _why_unchanged(
             f"progress: {progress} is lower than the job's current progress {job.progress}"
         )
     return InvalidTransition(f"job {job_id} changed concurrently; read it and try again")
+
+
+async def jobs_by_id(db: Database, job_ids: Collection[uuid.UUID]) -> list[Job]:
+    """Jobs by id, whatever their tenant: catching subscribers up after a broker outage
+    (each event carries its tenant, and is only ever given to that tenant's subscribers)."""
+    # One statement per id (a cached one) rather than an `IN` list: this runs once per
+    # outage, and app.database does not convert the values of an expanded `IN` list.
+    found: list[Job] = []
+    for job_id in job_ids:
+        row = await db.fetch_one(sa.select(*jobs.c).where(jobs.c.id == job_id))
+        if row is not None:
+            found.append(_job(row._mapping))
+    return found
+
+
+async def changed_since(db: Database, tenant: str, since: datetime, limit: int) -> list[Job]:
+    """The tenant's jobs (deleted ones too) updated at or after `since`, oldest change first."""
+    rows = await db.fetch_all(
+        sa.select(*jobs.c)
+        .where(jobs.c.tenant == tenant, jobs.c.updated_at >= since)
+        .order_by(jobs.c.updated_at, jobs.c.seq)
+        .limit(limit)
+    )
+    return [_job(row._mapping) for row in rows]
