@@ -1,4 +1,4 @@
-"""python -m app serve | migrate | export-schema | token"""
+"""python -m app serve | migrate | check | export-schema | token"""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="worker processes (more than one needs BROADCAST_URL at redis:// or postgres://)",
     )
     commands.add_parser("migrate", help="bring the database schema up to date, then exit")
+    commands.add_parser(
+        "check",
+        help="say what is wrong, one line each: database, migrations, broadcast broker "
+        "(exit status 1 if anything is)",
+    )
     commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     token = commands.add_parser("token", help="print a signed bearer token (needs AUTH_JWT_SECRET)")
     token.add_argument("--tenant", required=True, help="the tenant whose jobs the token reaches")
@@ -55,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             applied = asyncio.run(db.migrate(settings))
             print(f"migrated: applied {', '.join(applied)}" if applied else "schema is up to date")
             return 0
+        if args.command == "check":
+            return _check(settings)
         if settings.open_mode and not _is_loopback(args.host):
             raise SettingsError(
                 f"refusing --host {args.host}: without AUTH_JWT_SECRET the gateway runs open "
@@ -88,8 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         # A WebSocket message is held to the same cap as an HTTP body.
         ws_max_size=settings.max_body_bytes,
+        # After SIGTERM, requests still running get this long, then are cut: the
+        # process exits in bounded time even if a client never finishes its request.
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     return 0
+
+
+def _check(settings: Settings) -> int:
+    from app import health
+
+    logging.getLogger("databases").setLevel(logging.WARNING)  # its connect/disconnect lines
+    lines = asyncio.run(health.check(settings))
+    for line in lines:
+        print(line)
+    return 1 if any(line.problem for line in lines) else 0
 
 
 def _token(args: argparse.Namespace) -> int:

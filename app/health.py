@@ -17,8 +17,10 @@ from alembic.script import ScriptDirectory
 from databases import Database
 
 from app import db
+from app.jobs.broker import Broker
 from app.jobs.events import BroadcastUnavailable, JobEvents
 from app.outages import reason
+from app.settings import Settings
 
 # Seconds one check may take: an answer to a probe must not hang on a dead peer.
 CHECK_TIMEOUT = 2.0
@@ -101,12 +103,73 @@ async def check_broadcast(events: JobEvents) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Line:
+    """One line of `python -m app check`."""
+
+    part: str
+    problem: str | None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.problem is None:
+            return f"{self.part}: ok ({self.detail})" if self.detail else f"{self.part}: ok"
+        return f"{self.part}: {self.problem}"
+
+
+async def check(settings: Settings) -> list[Line]:
+    """Everything `report` looks at, through fresh connections built from the settings."""
+    lines = await _check_database(settings)
+    broker = Broker(settings.broadcast_url, on_message=lambda message: None)
+    try:
+        await broker.start()
+        broadcast = None
+    except BroadcastUnavailable as exc:
+        broadcast = str(exc)
+    finally:
+        await broker.stop()
+    lines.append(Line("broadcast", broadcast, hide_password(settings.broadcast_url)))
+    return lines
+
+
+async def _check_database(settings: Settings) -> list[Line]:
+    where = hide_password(settings.database_url)
+    # Connecting would create a missing SQLite file: a check changes nothing.
+    if settings.is_sqlite and not settings.sqlite_path.exists():
+        problem = (
+            f"SQLite file {str(settings.sqlite_path)!r} does not exist "
+            "(`python -m app migrate` or the first start creates it)"
+        )
+        return [Line("database", problem), Line("migrations", "not checked: no database")]
+    try:
+        database = await db.connect(settings)
+    except db.DatabaseUnavailable as exc:
+        return [
+            Line("database", f"{exc} ({where})"),
+            Line("migrations", "not checked: no database"),
+        ]
+    try:
+        migrations = await check_migrations(database)
+        current = None if migrations else _scripts().get_current_head()
+    finally:
+        await database.disconnect()
+    return [
+        Line("database", None, where),
+        Line("migrations", migrations, f"the schema is at {current}, the newest"),
+    ]
+
+
 def hide_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def revisions() -> list[str]:
+    """Every migration this version has, oldest first."""
+    return [revision.revision for revision in reversed(list(_scripts().walk_revisions()))]
 
 
 @cache

@@ -36,6 +36,8 @@ class Settings:
     graphql_introspection: bool = True
     graphiql: bool = True
     cors_origins: tuple[str, ...] = ()
+    # Seconds requests still running at SIGTERM get to finish before they are cut.
+    shutdown_timeout: int = 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +69,7 @@ class Settings:
                 for origin in (env.get("CORS_ORIGINS") or "").split(",")
                 if origin.strip()
             ),
+            shutdown_timeout=_int(env, "SHUTDOWN_TIMEOUT", defaults.shutdown_timeout),
         )
         settings.validate()
         return settings

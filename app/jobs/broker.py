@@ -32,6 +32,8 @@ from redis import asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from app.outages import reason
+
 logger = logging.getLogger("app.events")
 
 # One channel for all job changes; a PostgreSQL LISTEN name, so an identifier.
@@ -87,7 +89,7 @@ class _RedisBackend(RedisBackend):
         try:
             await super()._pubsub_listener()
         except Exception as exc:
-            self._on_lost(f"the subscription connection failed: {exc!r}")
+            self._on_lost(f"the subscription connection failed: {reason(exc)}")
 
 
 class _PostgresBackend(PostgresBackend):
@@ -185,7 +187,7 @@ class Broker:
                 await backend.subscribe(CHANNEL)
         except Exception as exc:
             await self._dispose(backend)
-            raise BroadcastUnavailable(f"cannot reach the broadcast broker: {exc!r}") from exc
+            raise BroadcastUnavailable(f"cannot reach the broadcast broker: {reason(exc)}") from exc
         self._backend = backend
         self._listener = asyncio.create_task(self._listen(backend), name="broker-listener")
         try:
@@ -299,8 +301,10 @@ class Broker:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
                 await backend.publish(CHANNEL, message)
         except Exception as exc:
-            self._lost(f"a publish failed: {exc!r}")
-            raise BroadcastUnavailable(f"the broadcast broker failed a publish: {exc!r}") from exc
+            self._lost(f"a publish failed: {reason(exc)}")
+            raise BroadcastUnavailable(
+                f"the broadcast broker failed a publish: {reason(exc)}"
+            ) from exc
 
     async def ping(self, within: float = BROKER_TIMEOUT) -> None:
         """Check that a message makes the round trip; BroadcastUnavailable says why not."""
@@ -324,7 +328,7 @@ class Broker:
                 await backend.publish(CHANNEL, json.dumps({"ping": token}))
                 await arrived
         except Exception as exc:
-            why = f"no answer within {within:g}s" if isinstance(exc, TimeoutError) else repr(exc)
+            why = f"no answer within {within:g}s" if isinstance(exc, TimeoutError) else reason(exc)
             raise BroadcastUnavailable(f"the broadcast broker does not deliver: {why}") from exc
         finally:
             self._pings.pop(token, None)
@@ -341,7 +345,7 @@ class Broker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._lost(f"the listener failed: {exc!r}")
+            self._lost(f"the listener failed: {reason(exc)}")
 
     def _pong(self, message: str) -> None:
         try:
