@@ -352,3 +352,35 @@ async def test_the_reference_graphql_ws_client_follows_a_job_and_hears_not_found
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_subscribers_of_one_change_each_get_what_they_asked_for(
+    gateway: Server, jobs: JobsClient
+) -> None:
+    """One change's result is computed once per distinct question, and never mixed up."""
+    job = await jobs.create()
+    other = await jobs.create()
+    few = "subscription ($id: UUID!) { jobProgress(id: $id) { id progress } }"
+    aliased = "subscription ($id: UUID!) { p: jobProgress(id: $id) { percent: progress } }"
+    with anyio.fail_after(LIMIT):
+        async with (
+            graphql_socket(gateway.ws_url, TRANSPORT_WS) as current,
+            graphql_socket(gateway.ws_url, LEGACY_WS) as legacy,
+        ):
+            for ws in (current, legacy):
+                await ws.subscribe("all", JOB_PROGRESS, id=job["id"])
+                await ws.subscribe("few", few, id=job["id"])
+                await ws.subscribe("aliased", aliased, id=job["id"])
+                await ws.subscribe("other", JOB_PROGRESS, id=other["id"])
+                firsts = [await ws.receive() for _ in range(4)]
+                assert sorted(m["id"] for m in firsts) == ["aliased", "all", "few", "other"]
+            changed = await jobs.report(job, 42)
+            for ws in (current, legacy):
+                heard = {
+                    m["id"]: m["payload"]["data"] for m in [await ws.receive() for _ in range(3)]
+                }
+                assert heard == {
+                    "all": {"jobProgress": changed},
+                    "few": {"jobProgress": {"id": job["id"], "progress": 42}},
+                    "aliased": {"p": {"percent": 42}},
+                }

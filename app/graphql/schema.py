@@ -20,7 +20,7 @@ from strawberry.types import ExecutionContext
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
-from app.graphql.subscriptions import Subscription
+from app.graphql.subscriptions import SharedEventResults, Subscription
 from app.graphql.types import SCALAR_OVERRIDES
 from app.settings import Settings
 
@@ -40,6 +40,8 @@ def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        # One execution per change for all subscribers that asked the same.
+        execution_context_class=SharedEventResults,
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         extensions=_extensions(settings or Settings()),
         **options,

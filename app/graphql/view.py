@@ -11,6 +11,7 @@ from strawberry.types.unset import UnsetType
 from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.http import GraphQLOverHTTP
+from app.graphql.subscriptions import message_json
 from app.settings import Settings
 from app.web.graphiql import LocalGraphiQL
 
@@ -35,6 +36,10 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         options.setdefault("keep_alive_interval", KEEP_ALIVE_SECONDS)
         super().__init__(create_schema(settings), **options)  # type: ignore[arg-type]
         self.settings = settings
+
+    def encode_json(self, data: object) -> str | bytes:
+        # A change's result goes to many subscribers: its data is encoded once.
+        return message_json(data, super().encode_json)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
