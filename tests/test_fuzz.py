@@ -8,6 +8,7 @@ Hypothesis generating them.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,14 @@ REST_ERRORS = {
 }
 # Words that only appear when an exception's text escapes.
 LEAKS = ("Traceback", "Error(", "sqlite", "sqlalchemy", 'File "', "object has no attribute")
+
+# FUZZ_SCALE=0.2 for a quick run, 10 for a long hunt (the counts below are for 1).
+SCALE = float(os.environ.get("FUZZ_SCALE") or 1)
+
+
+def scaled(examples: int) -> int:
+    return max(1, round(examples * SCALE))
+
 
 FUZZ = settings(
     deadline=None,
@@ -114,7 +123,7 @@ def assert_graphql_answer(gw: Gateway, query: str, umbrella: list[tuple[Any, ...
 def test_generated_queries(gw: Gateway) -> None:
     umbrella = gw.rows("umbrella")
 
-    @settings(FUZZ, max_examples=300)
+    @settings(FUZZ, max_examples=scaled(300))
     @given(query=queries(SCHEMA, custom_scalars={"UUID": uuid_nodes(gw)}))
     def check(query: str) -> None:
         assert_graphql_answer(gw, query, umbrella)
@@ -125,7 +134,7 @@ def test_generated_queries(gw: Gateway) -> None:
 def test_generated_mutations(gw: Gateway) -> None:
     umbrella = gw.rows("umbrella")
 
-    @settings(FUZZ, max_examples=350)
+    @settings(FUZZ, max_examples=scaled(350))
     @given(query=mutations(SCHEMA, custom_scalars={"UUID": uuid_nodes(gw)}))
     def check(query: str) -> None:
         assert_graphql_answer(gw, query, umbrella)
@@ -140,7 +149,7 @@ def test_operations_that_break_the_schema_change_nothing(gw: Gateway) -> None:
         SCHEMA, custom_scalars=scalars, mode=Mode.NEGATIVE
     )
 
-    @settings(FUZZ, max_examples=300)
+    @settings(FUZZ, max_examples=scaled(300))
     @given(query=strategy)
     def check(query: str) -> None:
         before = gw.version()
@@ -219,7 +228,7 @@ def assert_rest_answer(gw: Gateway, method: str, url: str, **request: Any) -> No
 
 
 def test_rest_create_bodies(gw: Gateway) -> None:
-    @settings(FUZZ, max_examples=450)
+    @settings(FUZZ, max_examples=scaled(450))
     @given(body=job_bodies(gw))
     def check(body: Any) -> None:
         assert_rest_answer(gw, "POST", "/encoding/jobs", json=body)
@@ -228,7 +237,7 @@ def test_rest_create_bodies(gw: Gateway) -> None:
 
 
 def test_rest_patch_bodies(gw: Gateway) -> None:
-    @settings(FUZZ, max_examples=450)
+    @settings(FUZZ, max_examples=scaled(450))
     @given(job_id=rest_ids(gw), body=patch_bodies() | st.binary(max_size=40))
     def check(job_id: str, body: Any) -> None:
         url = f"/encoding/jobs/{quote(job_id, safe='')}"
@@ -246,7 +255,7 @@ def test_rest_paths_and_queries(gw: Gateway) -> None:
         st.text(max_size=30) | st.integers().map(str) | st.sampled_from(["true", "0", "10"]),
     )
 
-    @settings(FUZZ, max_examples=300)
+    @settings(FUZZ, max_examples=scaled(300))
     @given(
         method=st.sampled_from(["GET", "DELETE"]),
         job_id=rest_ids(gw),
