@@ -16,11 +16,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from databases import Database
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.database import Database
 from app.settings import Settings
 
 # Seconds a SQLite writer waits for another writer's lock before giving up.
