@@ -1,0 +1,590 @@
+"""Subscription fan-out: the gateway's jobProgress beside a bare Starlette WebSocket broadcast.
+
+    .venv/bin/python -m bench.subscriptions [--sizes 1000,5000,10000] [--updates 10]
+                                            [--jobs 100] [--deflate both|on|off]
+
+For each N it starts, one at a time, the real gateway (uvicorn, open mode, a fresh
+SQLite file) and a bare Starlette app (`bare_app` below: a set of sockets per job
+and a loop of `send_text`), each one process pinned to core 0, and connects N
+WebSocket clients from this process pinned to core 1 (a lean client: it counts
+frames and timestamps them, so the client core is not what is measured).
+
+Two scenarios per server:
+- one job: N subscribers to one job; `--updates` progress reports, one after the
+  other, each awaited until every subscriber has it;
+- many jobs: N subscribers spread over `--jobs` jobs; each round reports on every
+  job at once.
+
+A report is `updateJobProgress` over HTTP on the gateway (stored in SQLite, then
+published) and a POST of the same `next` message on the bare server. Latency is
+from sending the report to a subscriber's receiving it: the table gives p50 and p99
+over every (subscriber, update) and the median time until the last subscriber had
+an update. Memory is the server's RSS growth per subscription once all N are
+subscribed, from a fresh process. Everything runs on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/subscriptions.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_CORE, CLIENT_CORE = 0, 1
+# Connections opened at once while subscribing (uvicorn's listen backlog is 2,048).
+CONNECTING_AT_ONCE = 200
+# Seconds any one step may take before the run is called failed (and stops).
+STEP_LIMIT = 120.0
+FIELDS = "id status progress updatedAt"
+SUBSCRIBE = f"subscription ($id: UUID!) {{ jobProgress(id: $id) {{ {FIELDS} }} }}"
+REPORT = (
+    "mutation ($id: UUID!, $progress: Int!) "
+    f"{{ updateJobProgress(id: $id, progress: $progress) {{ {FIELDS} }} }}"
+)
+NEW_JOB = {
+    "inputs": ["340dd145-c06b-4d72-a8cc-0f6b270eb065"],
+    "profile": "2876db3d-ed16-4cf2-af82-98a383009e3c",
+    "video": "62dcb602-e95b-483c-badf-9497914717a5",
+}
+
+
+# --- the bare baseline: a Starlette WebSocket broadcast --------------------------------
+
+
+def bare_app() -> Starlette:
+    """Sockets per job; a POST sends its body to each socket of the job, in a loop."""
+    sockets: dict[str, set[WebSocket]] = {}
+
+    async def subscribe(websocket: WebSocket) -> None:
+        job = websocket.query_params["job"]
+        await websocket.accept()
+        await websocket.send_text(job)  # "subscribed", as the gateway's first message
+        sockets.setdefault(job, set()).add(websocket)
+        try:
+            while True:
+                await websocket.receive_text()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sockets[job].discard(websocket)
+
+    async def publish(request: Request) -> Response:
+        message = (await request.body()).decode()
+        for websocket in list(sockets.get(request.path_params["job"], ())):
+            await websocket.send_text(message)
+        return Response(status_code=204)
+
+    return Starlette(
+        routes=[
+            WebSocketRoute("/ws", subscribe),
+            Route("/publish/{job}", publish, methods=["POST"]),
+        ]
+    )
+
+
+# --- servers -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    kind: str  # "gateway" or "bare"
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        """Time the server's event loop thread has run on a CPU (ns precision)."""
+        return int(Path(f"/proc/{self.process.pid}/schedstat").read_text().split()[0]) / 1e9
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(kind: str, deflate: bool, folder: Path) -> Server:
+    port = free_port()
+    target = (
+        ["app.main:app"] if kind == "gateway" else ["bench.subscriptions:bare_app", "--factory"]
+    )
+    command = [
+        sys.executable, "-m", "uvicorn", *target,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning", "--no-access-log",
+        "--ws-per-message-deflate", "true" if deflate else "false",
+    ]  # fmt: skip
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", str(SERVER_CORE), *command]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{folder}/jobs-{port}.db",
+        "BROADCAST_URL": "memory://",
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    env.pop("AUTH_JWT_SECRET", None)
+    log = folder / f"{kind}-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(kind, port, process, log)
+    deadline = time.monotonic() + STEP_LIMIT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{kind} exited:\n{log.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"{kind} did not start")
+
+
+# --- a lean WebSocket client ---------------------------------------------------------
+
+
+def frame(text: str) -> bytes:
+    """A masked client text frame."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    length = len(payload)
+    header = (
+        bytes([0x81, 0x80 | length])
+        if length < 126
+        else bytes([0x81, 0xFE]) + length.to_bytes(2, "big")
+    )
+    masked = int.from_bytes(payload, "big") ^ int.from_bytes(
+        (mask * (length // 4 + 1))[:length], "big"
+    )
+    return header + mask + masked.to_bytes(length, "big")
+
+
+@dataclass
+class Round:
+    """One update's deliveries: when it was sent (per job) and when each client got it."""
+
+    sent: dict[str, float] = field(default_factory=dict)
+    arrived: list[float] = field(default_factory=list)
+    expected: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Client(asyncio.Protocol):
+    """One subscriber: the opening handshake and subscribe, then timestamps each frame."""
+
+    def __init__(self, bench: Bench, job: str, check: bool) -> None:
+        self.bench, self.job, self.check = bench, job, check
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.messages = 0
+        self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.inflate = zlib.decompressobj(-15) if check else None
+        self.seen: list[str] = []
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = "/graphql" if self.bench.kind == "gateway" else f"/ws?job={self.job}"
+        lines = [
+            f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{self.bench.port}",
+            "Upgrade: websocket", "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
+        ]  # fmt: skip
+        if self.bench.kind == "gateway":
+            lines.append("Sec-WebSocket-Protocol: graphql-transport-ws")
+        if self.bench.deflate:
+            lines.append("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits")
+        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.subscribed.done():
+            self.subscribed.set_exception(ConnectionError(f"closed while subscribing: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self.subscribed.set_exception(
+                    ConnectionError(buffer[:200].decode(errors="replace"))
+                )
+                return
+            del buffer[: end + 4]
+            self.upgraded = True
+            if self.bench.kind == "gateway":
+                self.send('{"type":"connection_init","payload":{}}')
+        while len(buffer) >= 2:
+            first, second = buffer[0], buffer[1]
+            length, start = second & 0x7F, 2
+            if length == 126:
+                if len(buffer) < 4:
+                    return
+                length, start = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    return
+                length, start = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < start + length:
+                return
+            opcode = first & 0x0F
+            payload = (
+                bytes(buffer[start : start + length])
+                if opcode >= 8 or self.check or not self.messages
+                else b""
+            )
+            compressed = bool(first & 0x40)
+            del buffer[: start + length]
+            if opcode == 0x9:  # ping: answer, masked
+                assert self.transport is not None
+                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            elif opcode in (0x1, 0x2):
+                self.message(now, payload, compressed)
+
+    def message(self, now: float, payload: bytes, compressed: bool) -> None:
+        if self.check and compressed:
+            assert self.inflate is not None
+            payload = self.inflate.decompress(payload + b"\x00\x00\xff\xff")
+        self.messages += 1
+        gateway = self.bench.kind == "gateway"
+        if gateway and self.messages == 1:  # connection_ack
+            self.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
+                "query": SUBSCRIBE, "variables": {"id": self.job}}}))  # fmt: skip
+            return
+        if self.messages == (2 if gateway else 1):  # the job now / "subscribed"
+            self.subscribed.set_result(None)
+            return
+        if self.check:
+            self.seen.append(payload.decode())
+        self.bench.arrived(self.job, now)
+
+    def send(self, text: str) -> None:
+        assert self.transport is not None
+        self.transport.write(frame(text))
+
+
+@dataclass
+class Result:
+    kind: str
+    scenario: str
+    n: int
+    deflate: bool
+    p50_ms: float
+    p99_ms: float
+    last_ms: float
+    cpu_ms: float
+    kib_per_subscription: float
+
+
+class Bench:
+    """N clients of one server; rounds of reports and their deliveries."""
+
+    def __init__(self, server: Server, deflate: bool) -> None:
+        self.kind, self.port, self.deflate = server.kind, server.port, deflate
+        self.server = server
+        self.clients: list[Client] = []
+        self.round: Round | None = None
+
+    def arrived(self, job: str, now: float) -> None:
+        current = self.round
+        if current is None:
+            return
+        current.arrived.append(now - current.sent[job])
+        if len(current.arrived) == current.expected:
+            current.done.set()
+
+    async def connect(self, jobs: Sequence[str], n: int) -> None:
+        loop = asyncio.get_running_loop()
+        for start_at in range(0, n, CONNECTING_AT_ONCE):
+            batch = []
+            for index in range(start_at, min(n, start_at + CONNECTING_AT_ONCE)):
+                client = Client(self, jobs[index % len(jobs)], check=index % 997 == 0)
+                batch.append(client)
+                await loop.create_connection(lambda c=client: c, "127.0.0.1", self.port)  # type: ignore[misc]
+            async with asyncio.timeout(STEP_LIMIT):
+                await asyncio.gather(*(client.subscribed for client in batch))
+            self.clients.extend(batch)
+
+    def close(self) -> None:
+        for client in self.clients:
+            if client.transport is not None:
+                client.transport.abort()
+        self.clients.clear()
+
+
+class Reporter:
+    """Posts over keep-alive HTTP/1.1 connections of its own (one per report under way):
+    a few bytes written and a response read, so the client core adds little."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, path: str, body: bytes) -> bytes:
+        # uvicorn closes connections idle for 5 s: take a live one, or open one.
+        while self.idle and self.idle[-1][0].at_eof():
+            self.idle.pop()[1].close()
+        if self.idle:
+            reader, writer = self.idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.server.port)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.server.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        content = await reader.readexactly(length)
+        self.idle.append((reader, writer))
+        if not head.startswith((b"HTTP/1.1 2", b"HTTP/1.0 2")):
+            raise RuntimeError(f"{path}: {head[:40]!r} {content[:200]!r}")
+        return content
+
+    async def open(self, count: int) -> None:
+        """Connect afresh and ahead, so no report waits for a connection."""
+        self.close()
+        for _ in range(count):
+            self.idle.append(await asyncio.open_connection("127.0.0.1", self.server.port))
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
+async def create_jobs(reporter: Reporter, count: int) -> list[str]:
+    if reporter.server.kind == "bare":
+        return [str(uuid.uuid4()) for _ in range(count)]
+    body = json.dumps(NEW_JOB).encode()
+    return [json.loads(await reporter.post("/encoding/jobs", body))["id"] for _ in range(count)]
+
+
+def next_message(job: str, progress: int) -> str:
+    """What the gateway sends for a report (the bare server is handed the same text)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    node = {"id": job, "status": "IN_PROGRESS", "progress": progress, "updatedAt": stamp}
+    return json.dumps({"id": "1", "type": "next", "payload": {"data": {"jobProgress": node}}})
+
+
+async def report(reporter: Reporter, job: str, progress: int) -> None:
+    if reporter.server.kind == "gateway":
+        body = {"query": REPORT, "variables": {"id": job, "progress": progress}}
+        answer = await reporter.post("/graphql", json.dumps(body).encode())
+        assert b'"errors"' not in answer, answer
+    else:
+        await reporter.post(f"/publish/{job}", next_message(job, progress).encode())
+
+
+async def measure(
+    kind: str, scenario: str, n: int, deflate: bool, updates: int, job_count: int, folder: Path
+) -> Result:
+    server = start(kind, deflate, folder)
+    bench = Bench(server, deflate)
+    reporter = Reporter(server)
+    try:
+        jobs = await create_jobs(reporter, 1 if scenario == "one job" else job_count)
+        # Warm up (imports, caches, the first subscription), then take the baseline.
+        warm = Bench(server, deflate)
+        await warm.connect(jobs[:1], 1)
+        warm.close()
+        await asyncio.sleep(0.5)
+        before = server.rss_kib()
+        await bench.connect(jobs, n)
+        await asyncio.sleep(1.0)
+        per_subscription = (server.rss_kib() - before) / n
+
+        await reporter.open(len(jobs))
+        latencies: list[float] = []
+        lasts: list[float] = []
+        cpu_before = server.cpu_seconds()
+        for progress in range(1, updates + 1):
+            current = Round(expected=n)
+            bench.round = current
+
+            async def send(job: str, progress: int = progress, round: Round = current) -> None:
+                round.sent[job] = time.perf_counter()
+                await report(reporter, job, progress)
+
+            async with asyncio.timeout(STEP_LIMIT):
+                await asyncio.gather(*(send(job) for job in jobs))
+                await current.done.wait()
+            bench.round = None
+            latencies.extend(current.arrived)
+            lasts.append(max(current.arrived))
+        cpu_ms = 1000 * (server.cpu_seconds() - cpu_before) / updates
+        for client in bench.clients:
+            if client.check:
+                progresses = [
+                    json.loads(text)["payload"]["data"]["jobProgress"]["progress"]
+                    for text in client.seen
+                ]
+                assert progresses == list(range(1, updates + 1)), progresses
+    except BaseException:
+        print(f"{kind} failed; the end of its log:\n{server.log.read_text()[-3000:]}", flush=True)
+        raise
+    finally:
+        reporter.close()
+        bench.close()
+        server.stop()
+    latencies.sort()
+    return Result(
+        kind, scenario, n, deflate,
+        p50_ms=1000 * latencies[len(latencies) // 2],
+        p99_ms=1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        last_ms=1000 * statistics.median(lasts),
+        cpu_ms=cpu_ms,
+        kib_per_subscription=per_subscription,
+    )  # fmt: skip
+
+
+def median_result(runs: list[Result]) -> Result:
+    """The median of each measure over the rounds of one configuration."""
+    first = runs[0]
+    return Result(
+        first.kind, first.scenario, first.n, first.deflate,
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        last_ms=statistics.median(r.last_ms for r in runs),
+        cpu_ms=statistics.median(r.cpu_ms for r in runs),
+        kib_per_subscription=statistics.median(r.kib_per_subscription for r in runs),
+    )  # fmt: skip
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| scenario | N | deflate | server | p50 ms | p99 ms | all have it, ms "
+        "| server CPU ms/update | KiB/subscription | p99 vs bare | CPU vs bare | memory vs bare |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    bare = {(r.scenario, r.n, r.deflate): r for r in results if r.kind == "bare"}
+    for r in results:
+        base = bare[(r.scenario, r.n, r.deflate)]
+        lines.append(
+            f"| {r.scenario} | {r.n:,} | {'on' if r.deflate else 'off'} | {r.kind} | "
+            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.last_ms:.1f} | {r.cpu_ms:.1f} | "
+            f"{r.kib_per_subscription:.1f} | {r.p99_ms / base.p99_ms:.2f} | "
+            f"{r.cpu_ms / base.cpu_ms:.2f} | "
+            f"{r.kib_per_subscription / base.kib_per_subscription:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.subscriptions", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--sizes", default="1000,5000,10000", help="numbers of subscribers")
+    parser.add_argument("--updates", type=int, default=10, help="reports per scenario")
+    parser.add_argument("--jobs", type=int, default=100, help="jobs in the many-jobs scenario")
+    parser.add_argument("--deflate", choices=("both", "on", "off"), default="both")
+    parser.add_argument("--scenarios", default="one job,many jobs")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each server, alternating")
+    args = parser.parse_args(argv)
+
+    sizes = [int(size) for size in args.sizes.split(",")]
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if max(sizes) + 100 > hard:
+        parser.error(
+            f"{max(sizes):,} subscribers need more open files than this machine allows ({hard:,})"
+        )
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > CLIENT_CORE:
+        os.sched_setaffinity(0, {CLIENT_CORE})
+    modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.deflate]
+    print(
+        f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"servers on core {SERVER_CORE}, clients on core {CLIENT_CORE}; load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        flush=True,
+    )
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-subscriptions-") as folder:
+        for deflate in modes:
+            for scenario in args.scenarios.split(","):
+                for n in sizes:
+                    runs: dict[str, list[Result]] = {"bare": [], "gateway": []}
+                    # Rounds alternate the servers, so both see the same machine.
+                    for _ in range(args.rounds):
+                        for kind, measured in runs.items():
+                            result = asyncio.run(
+                                measure(
+                                    kind,
+                                    scenario,
+                                    n,
+                                    deflate,
+                                    args.updates,
+                                    args.jobs,
+                                    Path(folder),
+                                )
+                            )
+                            measured.append(result)
+                            print(
+                                f"{scenario}, N={n}, deflate {'on' if deflate else 'off'}, "
+                                f"{kind}: p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                                f"CPU {result.cpu_ms:.1f} ms/update, "
+                                f"{result.kib_per_subscription:.1f} KiB/subscription",
+                                flush=True,
+                            )
+                    results.extend(median_result(measured) for measured in runs.values())
+    print()
+    print(f"Medians of {args.rounds} round(s), {args.updates} updates each.")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
