@@ -18,6 +18,7 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext
 
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
+from app.graphql.execution import PlainFieldsExecutor
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.subscriptions import SharedEventResults, Subscription
@@ -35,13 +36,18 @@ class Schema(strawberry.Schema):
                 log_unexpected(error)
 
 
+class Executor(SharedEventResults, PlainFieldsExecutor):
+    """One execution per change for all subscribers that asked the same
+    (`SharedEventResults`); plain fields read without graphql-core's per-field
+    machinery (`PlainFieldsExecutor`)."""
+
+
 def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        # One execution per change for all subscribers that asked the same.
-        execution_context_class=SharedEventResults,
+        execution_context_class=Executor,
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         extensions=_extensions(settings or Settings()),
         **options,
