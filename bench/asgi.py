@@ -141,7 +141,10 @@ async def drive(
 
     async def worker(share: int) -> None:
         for _ in range(share):
-            status, body = await call(app, state, request)
+            try:
+                status, body = await call(app, state, request)
+            except Exception as exc:  # the app let it through (bare routes do)
+                status, body = 500, repr(exc).encode()
             if not 200 <= status < 300 or b'"errors"' in body:
                 failures.append(b"%d %s" % (status, body[:300]))
 
