@@ -123,6 +123,7 @@ def check_page_size(first: int, field: str = "first") -> None:
 
 
 _CURSOR_PREFIX = "job:"
+_MAX_SEQ = 2**63 - 1
 
 
 def encode_cursor(job: Job) -> str:
@@ -134,8 +135,10 @@ def decode_cursor(cursor: str, field: str = "after") -> int:
         raw = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
     except (ValueError, binascii.Error, UnicodeError):
         raw = ""
-    if raw.startswith(_CURSOR_PREFIX) and raw[len(_CURSOR_PREFIX) :].isdigit():
-        return int(raw[len(_CURSOR_PREFIX) :])
+    digits = raw[len(_CURSOR_PREFIX) :]
+    # A forged number past the 64-bit `seq` column is refused here, not by the driver.
+    if raw.startswith(_CURSOR_PREFIX) and digits.isdigit() and int(digits) <= _MAX_SEQ:
+        return int(digits)
     raise InvalidInput(field, f"{_short(cursor)} is not a cursor this API gave out")
 
 
