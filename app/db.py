@@ -25,6 +25,9 @@ from app.settings import Settings
 
 # Seconds a SQLite writer waits for another writer's lock before giving up.
 SQLITE_BUSY_TIMEOUT = 10.0
+# Seconds to open a PostgreSQL connection. asyncpg waits 60 by default: a database host
+# that drops packets would hold each request that long instead of failing fast.
+CONNECT_TIMEOUT = 5.0
 # Seconds a starting process waits for another one's migration (a big table takes a while).
 MIGRATION_WAIT = 600.0
 # Key of the PostgreSQL advisory lock held while migrating. Any fixed number works, as long
@@ -82,6 +85,7 @@ def create_database(settings: Settings) -> Database:
         min_size=1,
         max_size=settings.database_pool_size,
         server_settings={"application_name": APPLICATION_NAME},
+        timeout=CONNECT_TIMEOUT,
     )
 
 

@@ -32,6 +32,7 @@ from redis import asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from app.errors import Unavailable
 from app.outages import reason
 
 logger = logging.getLogger("app.events")
@@ -188,6 +189,9 @@ class Broker:
         except Exception as exc:
             await self._dispose(backend)
             raise BroadcastUnavailable(f"cannot reach the broadcast broker: {reason(exc)}") from exc
+        except BaseException:  # cancelled (the process stops): leave nothing open
+            await self._dispose(backend)
+            raise
         self._backend = backend
         self._listener = asyncio.create_task(self._listen(backend), name="broker-listener")
         try:
@@ -231,27 +235,35 @@ class Broker:
 
     async def _supervise(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(HEALTH_INTERVAL):
-                    await self._trouble.wait()
-            if not self._trouble.is_set():
-                try:
-                    await self._round_trip(HEALTH_TIMEOUT)
-                except BroadcastUnavailable as exc:
-                    self._lost(str(exc))
-                else:
-                    self._last_ok = datetime.now(UTC)
-            if self._trouble.is_set():
-                await self._reconnect(self._trouble_reason)
-            if self._catch_up_since is not None and self.up:
-                await self._catch_up()
+            try:
+                await self._check()
+            except Exception:
+                # A bug here must not end the supervision: the next round tries again.
+                logger.exception("supervising the broadcast broker failed")
+                await asyncio.sleep(HEALTH_INTERVAL)
 
-    async def _reconnect(self, reason: str) -> None:
+    async def _check(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HEALTH_INTERVAL):
+                await self._trouble.wait()
+        if not self._trouble.is_set():
+            try:
+                await self._round_trip(HEALTH_TIMEOUT)
+            except BroadcastUnavailable as exc:
+                self._lost(str(exc))
+            else:
+                self._last_ok = datetime.now(UTC)
+        if self._trouble.is_set():
+            await self._reconnect(self._trouble_reason)
+        if self._catch_up_since is not None and self.up:
+            await self._catch_up()
+
+    async def _reconnect(self, why: str) -> None:
         self.up = False
-        self.problem = reason
+        self.problem = why
         self.down_since = down_since = self._last_ok
         started = time.monotonic()
-        logger.warning("broadcast broker lost (%s); reconnecting", reason)
+        logger.warning("broadcast broker lost (%s); reconnecting", why)
         await self._close()
         delay = RECONNECT_FIRST_DELAY
         while True:
@@ -278,8 +290,10 @@ class Broker:
             return
         try:
             await self._on_reconnect(since)
+        except (BroadcastUnavailable, Unavailable) as exc:
+            # Tried again on the next round (the broker went again, or the database is down).
+            logger.warning("catching up after the broker outage failed, retrying: %s", exc)
         except Exception:
-            # Tried again on the next round (the database may be down too).
             logger.exception("catching up after the broker outage failed; retrying")
         else:
             self._catch_up_since = None
