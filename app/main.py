@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -48,7 +49,10 @@ def create_app(settings: Settings) -> Starlette:
         try:
             await events.connect()
             # SIGTERM ends subscriptions (clients get `complete`) before uvicorn drops sockets.
-            with drain_before_exit(events.close_subscriptions, timeout=CLOSE_TIMEOUT):
+            with (
+                drain_before_exit(events.close_subscriptions, timeout=CLOSE_TIMEOUT),
+                gc_thresholds(*GC_THRESHOLDS),
+            ):
                 yield {"database": database, "events": events}
         finally:
             await events.disconnect()
@@ -110,6 +114,23 @@ def create_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
     return app
+
+
+# Live subscriptions keep millions of objects alive. With CPython's default young
+# threshold (700) enough of each change's short-lived objects get promoted that a
+# full collection follows every few changes and stalls every subscriber for seconds
+# at 10,000 of them (bench/subscriptions.py); collected less often, they die young.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+@contextmanager
+def gc_thresholds(*thresholds: int) -> Iterator[None]:
+    previous = gc.get_threshold()
+    gc.set_threshold(*thresholds)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
