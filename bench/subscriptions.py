@@ -370,10 +370,18 @@ class Reporter:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def post(self, path: str, body: bytes) -> bytes:
+        try:
+            return await self._post(path, body)
+        except (ConnectionResetError, asyncio.IncompleteReadError):
+            # Now and then a connection is reset before it answers (it happens under
+            # heavy load; the report did not get through): once more, on a new one.
+            return await self._post(path, body, fresh=True)
+
+    async def _post(self, path: str, body: bytes, fresh: bool = False) -> bytes:
         # uvicorn closes connections idle for 5 s: take a live one, or open one.
         while self.idle and self.idle[-1][0].at_eof():
             self.idle.pop()[1].close()
-        if self.idle:
+        if self.idle and not fresh:
             reader, writer = self.idle.pop()
         else:
             reader, writer = await asyncio.open_connection("127.0.0.1", self.server.port)
