@@ -127,3 +127,16 @@ async def test_a_burst_of_writes_from_one_process_all_succeed(database: Database
     )
     assert len({job.id for job in created}) == 1000
     assert await store.count_jobs(database, TENANT, JobFilter()) == 1000
+
+
+async def test_rows_read_every_way_databases_offers(database: Database) -> None:
+    job = await store.create_job(database, TENANT, a_new_job())
+    row = await database.fetch_one(
+        sa.select(db.jobs.c.id, db.jobs.c.tenant, db.jobs.c.progress).where(db.jobs.c.id == job.id)
+    )
+    assert row is not None
+    assert (row["tenant"], row[1], row.tenant, row._mapping["tenant"]) == (TENANT,) * 4
+    assert str(row["id"]) == str(job.id)
+    assert dict(row._mapping)["progress"] == 0
+    assert list(row._mapping.keys()) == list(row) == ["id", "tenant", "progress"]
+    assert await database.fetch_val(sa.select(db.jobs.c.tenant)) == TENANT

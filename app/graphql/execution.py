@@ -21,11 +21,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
+from enum import EnumMeta
 from operator import attrgetter
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from graphql import (
+    GraphQLEnumType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -83,7 +85,9 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
         return plan
 
 
-def _plan(executor: PlainFieldsExecutor, parent_type: GraphQLObjectType, grouped_field_set: Any) -> Plan:
+def _plan(
+    executor: PlainFieldsExecutor, parent_type: GraphQLObjectType, grouped_field_set: Any
+) -> Plan:
     plan: list[tuple[str, Reader]] = []
     for response_name, field_details_list in grouped_field_set.items():
         for details in field_details_list:
@@ -216,12 +220,17 @@ def _completer(
     if not is_leaf_type(inner):
         return None
     coerce = inner.coerce_output_value
+    names = _enum_names(inner)
 
     def complete_leaf(value: Any) -> Any:
         if value is None:
             if non_null:
                 raise _NotPlain
             return None
+        if names is not None and value.__class__ is names[0]:
+            name = names[1].get(value)
+            if name is not None:
+                return name
         if value.__class__ not in _PLAIN_VALUES and (
             value is Undefined or isinstance(value, Exception) or is_awaitable(value)
         ):
@@ -232,6 +241,25 @@ def _completer(
         return coerced
 
     return complete_leaf
+
+
+def _enum_names(type_: Any) -> tuple[type, dict[Any, str]] | None:
+    """For a strawberry enum: its Python class and each member's GraphQL name.
+
+    strawberry coerces a member by comparing it with every value in turn (`.value`
+    is a slow property on Python enums); this is the same answer, looked up.
+    """
+    wrapped = getattr(type_, "wrapped_cls", None)
+    if not isinstance(type_, GraphQLEnumType) or not isinstance(wrapped, EnumMeta):
+        return None
+    names: dict[Any, str] = {}
+    member: Any
+    for member in wrapped:
+        for name, value in type_.values.items():
+            if member.value == value.value:
+                names[member] = name
+                break
+    return wrapped, names
 
 
 # Values that are never awaitable, an exception or Undefined: no need to ask.
