@@ -384,3 +384,22 @@ async def test_subscribers_of_one_change_each_get_what_they_asked_for(
                     "few": {"jobProgress": {"id": job["id"], "progress": 42}},
                     "aliased": {"p": {"percent": 42}},
                 }
+
+
+async def test_a_query_over_the_legacy_protocol_is_refused_clearly(
+    gateway: Server, jobs: JobsClient
+) -> None:
+    job = await jobs.create()
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(gateway.ws_url, LEGACY_WS) as ws:
+            await ws.subscribe("q", "{ jobs(first: 1) { totalCount } }")
+            refused = await ws.receive()
+            # The connection goes on serving subscriptions.
+            await ws.subscribe("s", JOB_PROGRESS, id=job["id"])
+            assert await ws.job("s") == job
+    assert refused["type"] == "error" and refused["id"] == "q"
+    assert refused["payload"]["extensions"] == {"code": "BAD_REQUEST"}
+    assert refused["payload"]["message"] == (
+        "queries are not served over the legacy graphql-ws protocol (subscriptions only): "
+        "send them over HTTP or graphql-transport-ws"
+    )

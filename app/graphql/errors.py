@@ -29,6 +29,7 @@ from graphql import (
     ValueNode,
 )
 from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import InvalidOperationTypeError
 
 from app.errors import AppError
 
@@ -69,6 +70,16 @@ def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
         code = INTERNAL
     elif _TOO_COMPLEX.match(error.message):
         code = QUERY_TOO_COMPLEX
+    elif isinstance(original, InvalidOperationTypeError):
+        # A query or mutation over the legacy graphql-ws protocol (subscriptions only).
+        code = "BAD_REQUEST"
+        kind = {"query": "queries", "mutation": "mutations"}.get(
+            original.operation_type.value, "operations"
+        )
+        error.message = (
+            f"{kind} are not served over the legacy graphql-ws protocol (subscriptions "
+            "only): send them over HTTP or graphql-transport-ws"
+        )
     elif (
         original is not None
         and not isinstance(original, GraphQLError)
