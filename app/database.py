@@ -4,9 +4,11 @@
 
 - On SQLite it opens a new aiosqlite connection, a thread and a `sqlite3.connect`,
   for every `fetch_one`/`fetch_all` outside a transaction. Here connections are
-  kept open in a pool. Each asyncio task still has one connection of its own for
-  its queries and transactions, exactly as with `databases`; a connection goes back
-  to the pool when the task is done with it, and only outside a transaction.
+  kept open in a pool of at most SQLITE_POOL_SIZE. Each asyncio task still has one
+  connection of its own for its queries and transactions, exactly as with
+  `databases`; a connection goes back to the pool when the task is done with it,
+  and only outside a transaction. (As with PostgreSQL's pool, a task that holds a
+  connection must not wait for other tasks that need one.)
   The busy timeout is a connection option and WAL is kept in the file, so both hold
   for pooled connections.
 - It compiles every statement with SQLAlchemy (~100 µs each). Here the compiled
@@ -45,8 +47,8 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.ddl import DDLElement
 
-# Open SQLite connections kept for reuse; more are opened under a burst and closed after.
-SQLITE_IDLE_CONNECTIONS = 16
+# Open SQLite connections (each a thread) one process keeps and uses at most.
+SQLITE_POOL_SIZE = 8
 # Statement shapes kept compiled, per database; the least recently used go first.
 STATEMENT_CACHE_SIZE = 512
 
@@ -140,29 +142,40 @@ class StatementCache:
 
 
 class SQLitePool(sqlite.SQLitePool):
+    """At most SQLITE_POOL_SIZE open connections; tasks wait their turn for one.
+
+    Each connection is a thread. A few are plenty for SQLite (one writer at a time,
+    queries of a millisecond); without a bound a burst of 1,000 requests opened
+    1,000 connections and threads at once.
+    """
+
     def __init__(self, url: DatabaseURL, **options: Any) -> None:
         super().__init__(url, **options)
         self.idle: list[aiosqlite.Connection] = []
+        self.slots = asyncio.Semaphore(SQLITE_POOL_SIZE)
 
     async def acquire(self) -> aiosqlite.Connection:
-        while self.idle:
-            connection = self.idle.pop()
-            if connection._running and connection._connection is not None:
-                return connection
-        connection = await super().acquire()
-        return connection
+        await self.slots.acquire()
+        try:
+            while self.idle:
+                connection = self.idle.pop()
+                if connection._running and connection._connection is not None:
+                    return connection
+            return await super().acquire()
+        except BaseException:
+            self.slots.release()
+            raise
 
     async def release(self, connection: aiosqlite.Connection) -> None:
-        # A connection left inside a transaction (a task cancelled between BEGIN and
-        # COMMIT) is closed, which rolls it back, rather than handed to another task.
-        if (
-            len(self.idle) < SQLITE_IDLE_CONNECTIONS
-            and connection._connection is not None
-            and not connection.in_transaction
-        ):
-            self.idle.append(connection)
-            return
-        await super().release(connection)
+        try:
+            # A connection left inside a transaction (a task cancelled between BEGIN
+            # and COMMIT) is closed, which rolls it back, rather than handed on.
+            if connection._connection is not None and not connection.in_transaction:
+                self.idle.append(connection)
+                return
+            await super().release(connection)
+        finally:
+            self.slots.release()
 
     async def close(self) -> None:
         while self.idle:

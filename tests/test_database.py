@@ -9,6 +9,7 @@ TEST_POSTGRES_URL.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import suppress
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from app import db
+from app.database import SQLITE_POOL_SIZE
 from app.jobs import store
 from app.jobs.model import JobFilter, JobStatus, NewJob, new_job
 from app.settings import Settings
@@ -122,10 +124,23 @@ async def test_a_burst_of_writes_from_one_process_all_succeed(database: Database
     # SQLite's busy handler favours newcomers: with 1,000 writers at once, about one in
     # ten waited past the busy timeout ("database is locked"). Now this process's
     # writes queue, first come first served.
+    threads = threading.active_count()
+    most = threads
+
+    async def count_threads() -> None:
+        nonlocal most
+        while True:
+            most = max(most, threading.active_count())
+            await asyncio.sleep(0)
+
+    counting = asyncio.create_task(count_threads())
     created = await asyncio.gather(
         *(store.create_job(database, TENANT, a_new_job()) for _ in range(1000))
     )
+    counting.cancel()
     assert len({job.id for job in created}) == 1000
+    # A pooled connection is a thread: a handful, not one per waiting writer.
+    assert most - threads <= SQLITE_POOL_SIZE
     assert await store.count_jobs(database, TENANT, JobFilter()) == 1000
 
 
