@@ -8,39 +8,54 @@ nodes) that machinery is most of a request's time: a page of 50 jobs is 500 fiel
 A field is plain when it has strawberry's default resolver (an attribute read), no
 arguments and no directives, and its type is a scalar, an enum, an object type
 without `is_type_of`, or a (non-null) list of these. When every field an object's
-selection asks for is plain, and no @defer is involved, `execute_fields` here reads,
-coerces and nests them directly. Anything unusual on the way (a null for a non-null
-field, a value a scalar refuses, an awaitable, an exception) sends the object back
-through graphql-core's own path, which gives exactly the result and errors it always
-did: reading attributes twice changes nothing. Field middleware (strawberry
-extensions with a `resolve` hook) turns the short way off.
+selection asks for is plain, and no @defer is involved, `execute_fields` here
+completes the object with one function made for that selection: it reads the
+attributes and nests the results itself, converting the common values inline (a UUID
+by `str`, an int in range as it is, an enum member by lookup) and any other value as
+graphql-core would. Such functions are made once per selection shape and schema.
+
+Anything unusual on the way (a null for a non-null field, a value a scalar refuses,
+an awaitable, an exception) sends the object back through graphql-core's own path,
+which gives exactly the result and errors it always did: reading attributes twice
+changes nothing. Field middleware (strawberry extensions with a `resolve` hook)
+turns the short way off.
 """
 
 from __future__ import annotations
 
+import keyword
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import EnumMeta
-from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 from graphql import (
+    GraphQLBoolean,
     GraphQLEnumType,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLScalarType,
     GraphQLSchema,
+    GraphQLString,
     is_leaf_type,
 )
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-Reader = Callable[[Any], Any]
-# What an object's selection reads: (response name, reader) per field; None: not plain.
-Plan = list[tuple[str, Reader]] | None
+# Completes a value (raising _NotPlain when graphql-core must do it).
+Completer = Callable[[Any], Any]
+# Completes an object for one selection: source -> {response name: value}.
+Plan = Callable[[Any], dict[str, Any]]
+# Plans made, per schema, by selection shape; the least recently used go first.
+PLANS_KEPT = 512
 
 
 class _NotPlain(Exception):
@@ -53,7 +68,7 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
         # Per grouped field set (graphql-core memoizes them per selection and type, so
         # every item of a list shares one), kept alive with its plan so that its id is
         # not reused during this execution.
-        self._plans: dict[int, tuple[object, Plan]] = {}
+        self._plans: dict[int, tuple[object, Plan | None]] = {}
         manager = self.middleware_manager
         self._plain_allowed = manager is None or not manager.middlewares
 
@@ -69,14 +84,14 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
             plan = self._plan(parent_type, grouped_field_set)
             if plan is not None:
                 try:
-                    return {name: read(source_value) for name, read in plan}
+                    return plan(source_value)
                 except Exception:  # graphql-core's own path gives the right answer
                     pass
         return super().execute_fields(
             parent_type, source_value, path, grouped_field_set, position_context
         )
 
-    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> Plan:
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> Plan | None:
         cached = self._plans.get(id(grouped_field_set))
         if cached is not None:
             return cached[1]
@@ -85,10 +100,25 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
         return plan
 
 
+# --- which selections are plain -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Field:
+    response_name: str
+    attribute: str | None  # read as `source.attribute`, else through `resolve`
+    resolve: Completer
+    type: GraphQLOutputType
+    # The plan of the object (or list item) type's sub-selection; None for leaves.
+    sub_plan: Plan | None
+
+
 def _plan(
     executor: PlainFieldsExecutor, parent_type: GraphQLObjectType, grouped_field_set: Any
-) -> Plan:
-    plan: list[tuple[str, Reader]] = []
+) -> Plan | None:
+    # The schema fixes each field's type and how it is read; the selection adds the
+    # response names and, for objects, the sub-selections (whose plans stand for them).
+    key: list[object] = [parent_type.name]
     for response_name, field_details_list in grouped_field_set.items():
         for details in field_details_list:
             node = details.node
@@ -99,84 +129,165 @@ def _plan(
                 or node.directives
             ):
                 return None
-        reader = _reader(executor, parent_type, field_details_list)
-        if reader is None:
-            return None
-        plan.append((response_name, reader))
-    return plan
+        node = field_details_list[0].node
+        sub_plan = None
+        if node.selection_set is not None:
+            sub_plan = _sub_plan(executor, parent_type, node.name.value, field_details_list)
+            if sub_plan is None:
+                return None
+        key.append((response_name, node.name.value, sub_plan))
+    plans = _PLANS.get(executor.schema)
+    if plans is None:
+        plans = _PLANS[executor.schema] = OrderedDict()
+    frozen = tuple(key)
+    plan = plans.get(frozen, _UNKNOWN)
+    if plan is _UNKNOWN:
+        plan = plans[frozen] = _make_plan(executor, parent_type, key)
+        if len(plans) > PLANS_KEPT:
+            plans.popitem(last=False)
+    else:
+        plans.move_to_end(frozen)
+    return plan  # type: ignore[return-value]
 
 
-# Per schema: (type name, field name) -> how to read and coerce a leaf field, None if
-# it is not a plain leaf field.
-_LEAF_READERS: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], Reader | None]] = (
+_PLANS: WeakKeyDictionary[GraphQLSchema, OrderedDict[tuple[object, ...], Plan | None]] = (
     WeakKeyDictionary()
 )
+_UNKNOWN = object()
 
 
-def _reader(
-    executor: PlainFieldsExecutor, parent_type: GraphQLObjectType, field_details_list: Any
-) -> Reader | None:
-    field_name = field_details_list[0].node.name.value
-    if field_details_list[0].node.selection_set is not None:
-        return _field_reader(executor, parent_type, field_name, field_details_list)
-    readers = _LEAF_READERS.get(executor.schema)
-    if readers is None:
-        readers = _LEAF_READERS[executor.schema] = {}
-    key = (parent_type.name, field_name)
-    if key not in readers:
-        readers[key] = _field_reader(executor, parent_type, field_name, None)
-    return readers[key]
-
-
-def _field_reader(
+def _sub_plan(
     executor: PlainFieldsExecutor,
     parent_type: GraphQLObjectType,
     field_name: str,
     field_details_list: Any,
-) -> Reader | None:
+) -> Plan | None:
     field_def = executor.schema.get_field(parent_type, field_name)
+    inner = _named(field_def.type) if field_def is not None else None
+    if not isinstance(inner, GraphQLObjectType) or inner.is_type_of is not None:
+        return None
+    grouped_field_set, new_defer_usages, *_ = executor.collect_subfields(inner, field_details_list)
+    if new_defer_usages:
+        return None
+    return executor._plan(inner, grouped_field_set)
+
+
+def _make_plan(
+    executor: PlainFieldsExecutor, parent_type: GraphQLObjectType, key: list[Any]
+) -> Plan | None:
+    fields = []
+    for response_name, field_name, sub_plan in key[1:]:
+        field = _field(executor.schema, parent_type, response_name, field_name, sub_plan)
+        if field is None:
+            return None
+        fields.append(field)
+    return _compile(fields, executor.is_awaitable)
+
+
+def _field(
+    schema: GraphQLSchema,
+    parent_type: GraphQLObjectType,
+    response_name: str,
+    field_name: str,
+    sub_plan: Plan | None,
+) -> _Field | None:
+    field_def = schema.get_field(parent_type, field_name)
     if field_def is None or field_def.args:
         return None
     resolve = field_def.resolve
     # strawberry marks its resolver of fields without a resolver of their own.
     if resolve is None or not getattr(resolve, "_is_default", False):
         return None
-    # Which reads the attribute through the configured default resolver: mostly
-    # `getattr`, which `attrgetter` does without a Python call.
-    field = field_def.extensions.get("strawberry-definition")
-    get: Reader
-    if getattr(field, "default_resolver", None) is getattr and not field.base_resolver:  # type: ignore[union-attr]
-        get = attrgetter(field.python_name)  # type: ignore[union-attr]
-    else:
-
-        def get(source: Any) -> Any:
-            return resolve(source, None)
-
-    def sub_plan(object_type: GraphQLObjectType) -> Plan:
-        if field_details_list is None or object_type.is_type_of is not None:
-            return None
-        grouped_field_set, new_defer_usages, *_ = executor.collect_subfields(
-            object_type, field_details_list
-        )
-        if new_defer_usages:
-            return None
-        return executor._plan(object_type, grouped_field_set)
-
-    complete = _completer(field_def.type, executor.is_awaitable, sub_plan)
-    if complete is None:
+    definition = field_def.extensions.get("strawberry-definition")
+    attribute: str | None = getattr(definition, "python_name", None)
+    if (
+        getattr(definition, "default_resolver", None) is not getattr
+        or getattr(definition, "base_resolver", None) is not None
+        or not isinstance(attribute, str)
+        or not attribute.isidentifier()
+        or keyword.iskeyword(attribute)
+    ):
+        attribute = None
+    if sub_plan is None and not is_leaf_type(_named(field_def.type)):
         return None
-
-    def read(source: Any) -> Any:
-        return complete(get(source))
-
-    return read
+    return _Field(response_name, attribute, resolve, field_def.type, sub_plan)
 
 
-def _completer(
-    type_: GraphQLOutputType,
-    is_awaitable: Callable[[Any], bool],
-    sub_plan: Callable[[GraphQLObjectType], Plan],
-) -> Reader | None:
+def _named(type_: GraphQLOutputType) -> Any:
+    while isinstance(type_, GraphQLNonNull | GraphQLList):
+        type_ = type_.of_type
+    return type_
+
+
+# --- completing values ----------------------------------------------------------------
+
+
+@dataclass
+class _Completion:
+    """How a value of one type completes.
+
+    `general` always gives graphql-core's answer (or raises _NotPlain). `guard` and
+    `fast` write Python expressions over a variable for the common case, which gives
+    the same answer without a call; they are None where there is no such case.
+    """
+
+    general: Completer
+    guard: Callable[[_Source, str], str] | None = None
+    fast: Callable[[_Source, str], str] | None = None
+
+
+class _Source:
+    """The text of a generated function and the objects its names stand for."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, object] = {}
+        self._by_id: dict[int, str] = {}
+        self.count = 0
+
+    def bind(self, value: object) -> str:
+        name = self._by_id.get(id(value))
+        if name is None:
+            name = self.fresh("_o")
+            self._by_id[id(value)] = name
+            self.names[name] = value
+        return name
+
+    def fresh(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def value(self, completion: _Completion, variable: str) -> str:
+        general = f"{self.bind(completion.general)}({variable})"
+        if completion.guard is None or completion.fast is None:
+            return general
+        return (
+            f"({completion.fast(self, variable)} "
+            f"if {completion.guard(self, variable)} else {general})"
+        )
+
+
+def _compile(fields: list[_Field], is_awaitable: Callable[[Any], bool]) -> Plan:
+    source = _Source()
+    lines = ["def plan(source):"]
+    results = []
+    for index, field in enumerate(fields):
+        completion = _completion(field.type, is_awaitable, field.sub_plan)
+        if field.attribute is not None:
+            read = f"source.{field.attribute}"
+        else:
+            read = f"{source.bind(field.resolve)}(source, None)"
+        lines.append(f"    v = {read}")
+        lines.append(f"    r{index} = {source.value(completion, 'v')}")
+        results.append(f"{field.response_name!r}: r{index}")
+    lines.append(f"    return {{{', '.join(results)}}}")
+    namespace = dict(source.names)
+    exec("\n".join(lines), namespace)  # names bound above, identifiers checked
+    return cast(Plan, namespace["plan"])
+
+
+def _completion(
+    type_: GraphQLOutputType, is_awaitable: Callable[[Any], bool], sub_plan: Plan | None
+) -> _Completion:
     """Complete a resolved value as graphql-core would, or raise _NotPlain."""
     non_null = isinstance(type_, GraphQLNonNull)
     inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
@@ -192,33 +303,46 @@ def _completer(
         return True
 
     if isinstance(inner, GraphQLList):
-        item = _completer(inner.of_type, is_awaitable, sub_plan)
-        if item is None:
-            return None
+        item = _completion(inner.of_type, is_awaitable, sub_plan)
 
         def complete_list(value: Any) -> Any:
             if not check(value):
                 return None
             if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
                 raise _NotPlain
-            return [item(entry) for entry in value]
+            return [item.general(entry) for entry in value]
 
-        return complete_list
+        def each(source: _Source, variable: str) -> str:
+            entry = source.fresh("_x")
+            return f"[{source.value(item, entry)} for {entry} in {variable}]"
+
+        return _Completion(
+            complete_list,
+            lambda _, v: f"({v}.__class__ is list or {v}.__class__ is tuple)",
+            each,
+        )
 
     if isinstance(inner, GraphQLObjectType):
-        plan = sub_plan(inner)
-        if plan is None:
-            return None
+        assert sub_plan is not None
+        plan = sub_plan
 
         def complete_object(value: Any) -> Any:
             if not check(value):
                 return None
-            return {name: read(value) for name, read in plan}
+            return plan(value)
 
-        return complete_object
+        # An instance of the strawberry type itself is never null, awaitable or an error.
+        definition = inner.extensions.get("strawberry-definition")
+        origin = getattr(definition, "origin", None)
+        if not isinstance(origin, type):
+            return _Completion(complete_object)
+        return _Completion(
+            complete_object,
+            lambda s, v: f"{v}.__class__ is {s.bind(origin)}",
+            lambda s, v: f"{s.bind(plan)}({v})",
+        )
 
-    if not is_leaf_type(inner):
-        return None
+    assert isinstance(inner, GraphQLScalarType | GraphQLEnumType)
     coerce = inner.coerce_output_value
     names = _enum_names(inner)
 
@@ -227,10 +351,6 @@ def _completer(
             if non_null:
                 raise _NotPlain
             return None
-        if names is not None and value.__class__ is names[0]:
-            name = names[1].get(value)
-            if name is not None:
-                return name
         if value.__class__ not in _PLAIN_VALUES and (
             value is Undefined or isinstance(value, Exception) or is_awaitable(value)
         ):
@@ -240,7 +360,30 @@ def _completer(
             raise _NotPlain
         return coerced
 
-    return complete_leaf
+    if names is not None:
+        enum_class, members = names
+        return _Completion(
+            complete_leaf,
+            lambda s, v: f"{v}.__class__ is {s.bind(enum_class)}",
+            lambda s, v: f"{s.bind(members)}[{v}]",
+        )
+    if inner is GraphQLInt:
+        return _Completion(
+            complete_leaf,
+            lambda _, v: f"({v}.__class__ is int and -2147483648 <= {v} <= 2147483647)",
+            lambda _, v: v,
+        )
+    if inner is GraphQLString or inner is GraphQLID:
+        return _Completion(complete_leaf, lambda _, v: f"{v}.__class__ is str", lambda _, v: v)
+    if inner is GraphQLBoolean:
+        return _Completion(complete_leaf, lambda _, v: f"{v}.__class__ is bool", lambda _, v: v)
+    if coerce is str:  # e.g. strawberry's and our UUID scalars
+        return _Completion(
+            complete_leaf,
+            lambda s, v: f"{v}.__class__ is {s.bind(uuid.UUID)}",
+            lambda _, v: f"str({v})",
+        )
+    return _Completion(complete_leaf)
 
 
 def _enum_names(type_: Any) -> tuple[type, dict[Any, str]] | None:
