@@ -57,6 +57,11 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.InterfaceError):
         # Raised when a pooled connection the server closed is used again.
         return "connection is closed" in str(exc)
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # A query (or the reset before the connection goes back to the pool) under way
+        # while the server terminates the connection: "cannot switch to state …;
+        # another operation is in progress". The pool discards that connection.
+        return "cannot switch to state" in str(exc)
     if isinstance(exc, sqlite3.OperationalError):
         code = getattr(exc, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in _SQLITE_OUTAGES
