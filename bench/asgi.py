@@ -184,6 +184,7 @@ def _profiler(kind: str | None) -> AbstractAsyncContextManager[None]:
             stats = pstats.Stats(profile, stream=text)
             stats.sort_stats("tottime").print_stats(60)
             stats.sort_stats("cumulative").print_stats(80)
+            profile.dump_stats(OUT / f"asgi-{stamp}.pstats")
             target = OUT / f"asgi-{stamp}.cprofile.txt"
             target.write_text(text.getvalue())
         print(f"profile: {target}", file=sys.stderr)
