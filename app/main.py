@@ -24,6 +24,7 @@ from app.errors import AppError
 from app.graphql.view import GraphQLView
 from app.jobs.events import CLOSE_TIMEOUT, JobEvents
 from app.jobs.service import StoredStates
+from app.memory import IdleCollection
 from app.middleware import BodyLimit, LoopbackOnly
 from app.settings import Settings, SettingsError
 from app.shutdown import drain_before_exit
@@ -45,7 +46,12 @@ def create_app(settings: Settings) -> Starlette:
                 logger.info("database migrated: applied %s", ", ".join(applied))
         database = await db.connect(settings)
         # After a broker outage, subscribers are caught up from the database.
-        events = JobEvents(settings.broadcast_url, states=StoredStates(database))
+        events = JobEvents(
+            settings.broadcast_url,
+            states=StoredStates(database),
+            # Memory freed once a wave of subscribers has gone (app/memory.py).
+            on_idle=IdleCollection(),
+        )
         try:
             await events.connect()
             # SIGTERM ends subscriptions (clients get `complete`) before uvicorn drops sockets.

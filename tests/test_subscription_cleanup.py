@@ -171,3 +171,25 @@ async def test_an_updates_subscriber_behind_on_too_many_jobs_is_told_to_subscrib
     with pytest.raises(SubscriptionInterrupted, match="fell more than"):
         await stream.__anext__()
     assert hub.subscriber_count == 0
+
+
+async def test_once_the_last_subscription_ends_the_process_hears_how_many_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(events, "IDLE_DELAY", 0.0)
+    told: list[int] = []
+    hub = JobEvents("memory://", on_idle=told.append)
+    first = hub.follow("t", uuid.UUID(int=1))
+    second = hub.watch("t", JobFilter())
+    hub.release(first)
+    await asyncio.sleep(0.01)
+    assert told == []  # one is still open
+    hub.release(second)
+    hub.release(second)  # given back twice, counted once
+    # One that begins before the moment comes keeps the process from being idle.
+    third = hub.follow("t", uuid.UUID(int=2))
+    await asyncio.sleep(0.01)
+    assert told == []
+    hub.release(third)
+    await asyncio.sleep(0.01)
+    assert told == [3]

@@ -25,7 +25,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -55,6 +55,9 @@ CATCH_UP_MARGIN = timedelta(seconds=30)
 CATCH_UP_LIMIT = 500
 # Seconds between two log lines about changes left unpublished.
 LOG_EVERY = 10.0
+# Seconds after the last subscription ends before `on_idle` is told (if none has begun
+# since): the last clients' connections finish closing meanwhile.
+IDLE_DELAY = 1.0
 
 
 class CurrentStates(Protocol):
@@ -251,8 +254,17 @@ class JobStream:
 class JobEvents:
     """Publishes job changes and fans the broker's events out to local subscribers."""
 
-    def __init__(self, url: str, states: CurrentStates | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        states: CurrentStates | None = None,
+        on_idle: Callable[[int], None] | None = None,
+    ) -> None:
         self.url = url
+        # Told once no subscription is left, with how many have ended since it last was.
+        self._on_idle = on_idle
+        self._ended = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
         # Without `states` (tests of the fan-out alone) there is no catching up.
         self._states = states
         self._broker = Broker(url, self._receive, self._catch_up if states is not None else None)
@@ -277,6 +289,8 @@ class JobEvents:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.close_subscriptions()
         await self._broker.stop()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
 
     async def close_subscriptions(self) -> None:
         """End every open subscription (clients get `complete`); refuse new ones."""
@@ -400,12 +414,23 @@ class JobEvents:
         else:
             registry, key = self._by_tenant, mailbox.tenant
         boxes = registry.get(key)
-        if boxes is not None:
+        if boxes is not None and mailbox in boxes:
             boxes.discard(mailbox)
+            self._ended += 1
             if not boxes:
                 del registry[key]
-        if self._closing and not self._by_job and not self._by_tenant:
+        if self._by_job or self._by_tenant:
+            return
+        if self._closing:
             self._all_released.set()
+        elif self._on_idle is not None and self._idle_timer is None:
+            self._idle_timer = asyncio.get_running_loop().call_later(IDLE_DELAY, self._idle)
+
+    def _idle(self) -> None:
+        self._idle_timer = None
+        if self._on_idle is not None and not self._closing and self.subscriber_count == 0:
+            ended, self._ended = self._ended, 0
+            self._on_idle(ended)
 
     # -- the listener ----------------------------------------------------------
 
