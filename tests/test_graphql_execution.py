@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import strawberry
+from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID  # type: ignore[import-untyped]
 from strawberry.extensions import SchemaExtension
 
 from app.graphql.execution import PlainFieldsExecutor
@@ -78,7 +79,8 @@ def _item(index: int, **changes: Any) -> Item:
         "strict": [index, index + 1],
         "color": Color.RED if index % 2 else Color.BLUE,
         "when": datetime(2016, 3, 3, 13, 36, index, 12751, tzinfo=UTC),
-        "ident": uuid.UUID(int=index),
+        # PostgreSQL's rows hold asyncpg's own UUID class.
+        "ident": uuid.UUID(int=index) if index % 2 else AsyncpgUUID(str(uuid.UUID(int=index))),
     }
     values.update(changes)
     return Item(**values)

@@ -33,6 +33,7 @@ from enum import EnumMeta
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
+from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID  # type: ignore[import-untyped]
 from graphql import (
     GraphQLBoolean,
     GraphQLEnumType,
@@ -380,7 +381,7 @@ def _completion(
     if coerce is str:  # e.g. strawberry's and our UUID scalars
         return _Completion(
             complete_leaf,
-            lambda s, v: f"{v}.__class__ is {s.bind(uuid.UUID)}",
+            lambda s, v: f"{v}.__class__ in {s.bind(_UUID_CLASSES)}",
             lambda _, v: f"str({v})",
         )
     return _Completion(complete_leaf)
@@ -405,5 +406,7 @@ def _enum_names(type_: Any) -> tuple[type, dict[Any, str]] | None:
     return wrapped, names
 
 
+# UUIDs as Python and as asyncpg (PostgreSQL) build them.
+_UUID_CLASSES = frozenset({uuid.UUID, AsyncpgUUID})
 # Values that are never awaitable, an exception or Undefined: no need to ask.
-_PLAIN_VALUES = frozenset({str, int, float, bool, uuid.UUID, datetime, date})
+_PLAIN_VALUES = frozenset({str, int, float, bool, datetime, date, *_UUID_CLASSES})
