@@ -54,18 +54,24 @@ def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
     )
 
 
-def _extensions(settings: Settings) -> list[Any]:
-    """Per-request extension factories; the limits' rules are built once, here.
-
-    Building the validation rules once (rather than a new limiter, and so a new
-    rule class, per request) keeps ValidationCache hitting: it is keyed by them.
-    """
+def validation_rules(settings: Settings) -> list[Any]:
+    """The rules a document must pass beyond graphql-core's: the limits, introspection."""
     rules = [
         *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
     ]
     if not settings.graphql_introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
+    return rules
+
+
+def _extensions(settings: Settings) -> list[Any]:
+    """Per-request extension factories; the limits' rules are built once, here.
+
+    Building the validation rules once (rather than a new limiter, and so a new
+    rule class, per request) keeps ValidationCache hitting: it is keyed by them.
+    """
+    rules = validation_rules(settings)
     max_tokens = settings.max_query_tokens
     return [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),

@@ -107,7 +107,7 @@ class SharedEventResults(StrawberryGraphQLCoreExecutionContext):
         key = self.__dict__.get("_key")
         if key is None:  # once per subscription: its operation and variables
             try:
-                key = (id(self.operation), _frozen(self.variable_values.coerced))
+                key = (id(self.operation), frozen(self.variable_values.coerced))
             except TypeError:  # a variable value that cannot be a key
                 key = False
             self.__dict__["_key"] = key
@@ -141,12 +141,12 @@ class _Executed:
         return self.result
 
 
-def _frozen(value: Any) -> Hashable:
+def frozen(value: Any) -> Hashable:
     """A hashable equivalent of coerced variable values (TypeError if there is none)."""
     if isinstance(value, dict):
-        return ("dict", *((name, _frozen(item)) for name, item in sorted(value.items())))
+        return ("dict", *((name, frozen(item)) for name, item in sorted(value.items())))
     if isinstance(value, list):
-        return ("list", *(_frozen(item) for item in value))
+        return ("list", *(frozen(item) for item in value))
     hash(value)
     return (type(value), value)
 

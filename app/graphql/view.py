@@ -11,6 +11,7 @@ from strawberry.types.unset import UnsetType
 
 from app.errors import Unauthenticated
 from app.graphql.context import Context
+from app.graphql.fanout import Fanout, LegacyWSHandler, TransportWSHandler
 from app.graphql.http import GraphQLOverHTTP
 from app.graphql.subscriptions import message_json
 from app.settings import Settings
@@ -29,8 +30,12 @@ def _json_text(data: object) -> str:
 class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
     """GraphQL over HTTP (rules in app.graphql.http) and over WebSocket at /graphql."""
 
+    # `jobProgress` is fanned out below strawberry (app.graphql.fanout).
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
     def __init__(self, settings: Settings, **options: object) -> None:
-        from app.graphql.schema import create_schema
+        from app.graphql.schema import Executor, create_schema, validation_rules
 
         options.setdefault("graphql_ide", "graphiql" if settings.graphiql else None)
         options.setdefault(
@@ -41,8 +46,15 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         # Legacy graphql-ws clients expect `ka` messages (graphql-transport-ws has ping/pong).
         options.setdefault("keep_alive", True)
         options.setdefault("keep_alive_interval", KEEP_ALIVE_SECONDS)
-        super().__init__(create_schema(settings), **options)  # type: ignore[arg-type]
+        schema = create_schema(settings)
+        super().__init__(schema, **options)  # type: ignore[arg-type]
         self.settings = settings
+        self.fanout = Fanout(
+            schema._schema,
+            Executor,
+            validation_rules(settings),
+            settings.max_query_tokens,
+        )
 
     def encode_json(self, data: object) -> str | bytes:
         # A change's result goes to many subscribers: its data is encoded once.

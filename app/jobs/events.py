@@ -34,7 +34,7 @@ from app.errors import SubscriptionInterrupted
 from app.jobs.broker import BROKER_TIMEOUT, BroadcastUnavailable, Broker
 from app.jobs.model import Job, JobFilter, JobStatus
 
-__all__ = ["BroadcastUnavailable", "JobEvents", "JobStream", "Mailbox"]
+__all__ = ["BroadcastUnavailable", "JobEvents", "JobStream", "Listener", "Mailbox"]
 
 logger = logging.getLogger("app.events")
 
@@ -130,8 +130,29 @@ def decode(fields: dict[str, Any]) -> Job:
     )
 
 
+class Listener(Protocol):
+    """What the listener hands a followed job's changes to: a `Mailbox`, or anything that
+    takes them at once without waiting (app.graphql.fanout serves many subscribers so)."""
+
+    tenant: str
+    job_id: uuid.UUID | None
+
+    @property
+    def size(self) -> int:
+        """The subscriptions it serves."""
+        ...
+
+    def put(self, job: Job) -> None: ...
+
+    def close(self) -> None:
+        """End its subscriptions (clients get `complete`); each is released once ended."""
+        ...
+
+
 class Mailbox:
     """One subscriber's pending job states. The listener puts, never waits."""
+
+    size = 1
 
     __slots__ = (
         "_pending",
@@ -268,7 +289,7 @@ class JobEvents:
         # Without `states` (tests of the fan-out alone) there is no catching up.
         self._states = states
         self._broker = Broker(url, self._receive, self._catch_up if states is not None else None)
-        self._by_job: dict[uuid.UUID, set[Mailbox]] = {}
+        self._by_job: dict[uuid.UUID, set[Listener]] = {}
         self._by_tenant: dict[str, set[Mailbox]] = {}
         self._recent: OrderedDict[uuid.UUID, tuple[datetime, bool, bool, int]] = OrderedDict()
         # Jobs changed while the broker was away, to publish once it is back.
@@ -295,11 +316,11 @@ class JobEvents:
     async def close_subscriptions(self) -> None:
         """End every open subscription (clients get `complete`); refuse new ones."""
         self._closing = True
-        mailboxes = self._mailboxes()
-        if not mailboxes:
+        listeners = self._listeners()
+        if not listeners:
             return
-        for mailbox in mailboxes:
-            mailbox.close()
+        for listener in listeners:
+            listener.close()
         await self._all_released.wait()
         # Each stream has ended; its `complete` message goes out a few loop turns later.
         await asyncio.sleep(0.05)
@@ -310,8 +331,11 @@ class JobEvents:
 
     @property
     def subscriber_count(self) -> int:
-        registries = (self._by_job, self._by_tenant)
-        return sum(len(boxes) for registry in registries for boxes in registry.values())
+        return sum(listener.size for listener in self._listeners())
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def status(self) -> dict[str, object]:
         """The broker connection as an operator wants to see it (/readyz detail)."""
@@ -321,7 +345,7 @@ class JobEvents:
             "unpublished": len(self._unpublished),
         }
 
-    def _mailboxes(self) -> list[Mailbox]:
+    def _listeners(self) -> list[Listener]:
         found = [box for boxes in self._by_job.values() for box in boxes]
         found.extend(box for boxes in self._by_tenant.values() for box in boxes)
         return found
@@ -395,19 +419,24 @@ class JobEvents:
         self._watch(self._by_tenant.setdefault(tenant, set()), mailbox)
         return mailbox
 
+    def join(self, listener: Listener) -> None:
+        """Hand `listener` its job's changes from now on (before its snapshot is read)."""
+        assert listener.job_id is not None
+        self._watch(self._by_job.setdefault(listener.job_id, set()), listener)
+
     def stream(self, mailbox: Mailbox, snapshot: Job | None = None) -> JobStream:
         return JobStream(self, mailbox, snapshot)
 
-    def release(self, mailbox: Mailbox) -> None:
+    def release(self, mailbox: Listener) -> None:
         self._unwatch(mailbox)
 
-    def _watch(self, boxes: set[Mailbox], mailbox: Mailbox) -> None:
+    def _watch(self, boxes: set[Any], mailbox: Listener) -> None:
         boxes.add(mailbox)
         if self._closing:
             mailbox.close()
 
-    def _unwatch(self, mailbox: Mailbox) -> None:
-        registry: dict[Any, set[Mailbox]]
+    def _unwatch(self, mailbox: Listener) -> None:
+        registry: dict[Any, set[Any]]
         key: Any
         if mailbox.job_id is not None:
             registry, key = self._by_job, mailbox.job_id
@@ -454,7 +483,8 @@ class JobEvents:
         if len(self._recent) > RECENT_JOBS:
             self._recent.popitem(last=False)
 
-        for mailbox in self._by_job.get(job.id, ()):
+        # (A copy: a listener that ends its last subscription here gives itself back.)
+        for mailbox in tuple(self._by_job.get(job.id, ())):
             if mailbox.tenant == job.tenant:
                 mailbox.put(job)
         for mailbox in self._by_tenant.get(job.tenant, ()):

@@ -1,0 +1,645 @@
+"""`jobProgress` served below strawberry: one execution per change, frames written to sockets.
+
+strawberry runs every subscription as its own task: each change travels through
+a chain of async iterators, the extensions' hooks and an encoding, once per
+subscriber (~120 µs each, ~30 KiB of objects per subscription). Here, the
+subscribers of a job that sent the same document and variables from the same tenant
+form one `_Group`, which the event listener hands each change to: the group executes
+the document once, encodes the result once, and writes the `next` frame to each
+subscriber's socket at once, as a bare WebSocket broadcast would. A subscription is
+a small `_Subscriber` (its id, its connection, where its snapshot stands).
+
+A write never waits: uvicorn puts a frame in the transport's buffer and returns.
+Only when a client stops reading and that buffer is full does its connection's
+`Outbox` hand the write to a task; until it is done, later frames wait in the outbox,
+each subscription's latest state only (a slow client gets where the job is now, and
+holds up nobody).
+
+Only what this path fully serves takes it (a valid subscription document whose one
+root field is `jobProgress`, for a job the caller may read); anything else, and any
+error on the way (NOT_FOUND, a bad variable, ...), goes strawberry's own way, which
+reports it as it always does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Generator, Hashable
+from contextlib import suppress
+from typing import Any
+
+import orjson
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    Visitor,
+    parse,
+    specified_rules,
+    validate,
+    visit,
+)
+from graphql.execution.values import get_argument_values
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage, StartMessage
+
+from app.auth import READ
+from app.graphql.context import Context
+from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
+from app.graphql.subscriptions import frozen
+from app.graphql.types import Job
+from app.jobs import model
+from app.jobs.events import JobEvents, order_key
+
+logger = logging.getLogger("app.graphql")
+
+# Query texts whose fast-path plan (or refusal) is remembered.
+PLANS_KEPT = 256
+
+OrderKey = tuple[Any, ...]
+
+
+# --- writing without waiting ------------------------------------------------------------
+
+
+class Outbox:
+    """One connection's frames from fanned-out subscriptions, in order, never waited for.
+
+    A frame is written at once. If the write cannot finish (the client stopped reading
+    and the transport paused writing), one task finishes it, and until then later
+    frames wait here: per subscription, its latest `next` and its `complete`.
+    """
+
+    __slots__ = ("_send", "_waiting", "_writing", "closed")
+
+    def __init__(self, send: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+        self._send = send
+        self._writing: asyncio.Task[None] | None = None
+        # Operation id -> [its latest `next` frame, its final frame].
+        self._waiting: dict[str, list[str | None]] = {}
+        self.closed = False
+
+    def write(self, op: str, frame: str, final: bool = False) -> None:
+        if self.closed:
+            return
+        if self._writing is None:
+            self._start(frame)
+            return
+        slot = self._waiting.get(op)
+        if slot is None:
+            slot = self._waiting[op] = [None, None]
+        slot[1 if final else 0] = frame
+
+    def drop(self, op: str) -> None:
+        """Forget what waits for `op` (its client ended it)."""
+        self._waiting.pop(op, None)
+
+    async def close(self) -> None:
+        self.closed = True
+        self._waiting.clear()
+        writing = self._writing
+        if writing is not None:
+            writing.cancel()
+            with suppress(BaseException):
+                await writing
+
+    def _start(self, frame: str) -> None:
+        # Run the send by hand: it returns at its first step unless writing is paused.
+        send = self._send(frame)
+        try:
+            blocker = send.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the client is gone; its connection's handler cleans up
+            self.closed = True
+            return
+        self._writing = asyncio.ensure_future(self._finish(send, blocker))
+
+    async def _finish(self, send: Coroutine[Any, Any, None], blocker: Any) -> None:
+        try:
+            await _Resume(send, blocker)
+            while self._waiting and not self.closed:
+                op = next(iter(self._waiting))
+                for frame in self._waiting.pop(op):
+                    if frame is not None:
+                        await self._send(frame)
+        except Exception:
+            self.closed = True
+            self._waiting.clear()
+        finally:
+            self._writing = None
+
+
+class _Resume:
+    """Awaits the rest of a coroutine started by hand, now waiting on `blocker`.
+
+    It yields to the task what the coroutine yielded, and passes back what the task
+    sends or throws in (a task always resumes with None, or throws in a cancellation).
+    """
+
+    __slots__ = ("_blocker", "_coroutine")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], blocker: Any) -> None:
+        self._coroutine = coroutine
+        self._blocker = blocker
+
+    def __await__(self) -> Generator[Any, None, None]:
+        coroutine, blocker = self._coroutine, self._blocker
+        while True:
+            try:
+                yield blocker
+            except BaseException as exc:
+                try:
+                    blocker = coroutine.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    blocker = coroutine.send(None)
+                except StopIteration:
+                    return
+
+
+# --- which subscriptions take this path -------------------------------------------------
+
+
+class _Plan:
+    """A subscription document this path serves: one `jobProgress` field at the root."""
+
+    __slots__ = ("document", "field", "field_def")
+
+    def __init__(self, document: DocumentNode, field: FieldNode, field_def: GraphQLField) -> None:
+        self.document = document
+        self.field = field
+        self.field_def = field_def
+
+
+class _HasDirectives(Visitor):
+    found = False
+
+    def enter_directive(self, *_: object) -> None:
+        self.found = True
+
+
+class Fanout:
+    """The fast path of one view: plans by query text, groups by what they execute."""
+
+    def __init__(
+        self, schema: GraphQLSchema, executor_class: Any, rules: list[Any], max_tokens: int
+    ) -> None:
+        self.schema = schema
+        # Builds an execution of a plan's document (`Executor.build`).
+        self.executor_class = executor_class
+        self._rules = (*specified_rules, *rules, MaybeNullValidationRule, OneOfInputValidationRule)
+        self._max_tokens = max_tokens
+        self._plans: OrderedDict[tuple[str, str | None], _Plan | None] = OrderedDict()
+        self.groups: dict[Hashable, _Group] = {}
+
+    def plan(self, query: object, operation_name: object) -> _Plan | None:
+        if not isinstance(query, str) or not isinstance(operation_name, str | None):
+            return None
+        key = (query, operation_name)
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        plan = self._plans[key] = self._make_plan(query, operation_name)
+        if len(self._plans) > PLANS_KEPT:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _make_plan(self, query: str, operation_name: str | None) -> _Plan | None:
+        # Stricter than strawberry, never looser: whatever is refused here goes its way.
+        try:
+            document = parse(query, max_tokens=self._max_tokens)
+        except GraphQLError:
+            return None
+        if validate(self.schema, document, self._rules):
+            return None
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if len(operations) != 1:
+            return None
+        operation = operations[0]
+        if operation.operation is not OperationType.SUBSCRIPTION or (
+            operation_name is not None
+            and (operation.name is None or operation.name.value != operation_name)
+        ):
+            return None
+        selections = operation.selection_set.selections
+        if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+            return None
+        field = selections[0]
+        subscription = self.schema.subscription_type
+        if field.name.value != "jobProgress" or subscription is None:
+            return None
+        directives = _HasDirectives()
+        visit(document, directives)  # @skip, @include, @defer...: strawberry's way
+        if directives.found:
+            return None
+        return _Plan(document, field, subscription.fields["jobProgress"])
+
+
+# --- one execution per change, one frame per subscriber ---------------------------------
+
+
+class _Group:
+    """The subscribers of one job that asked the same (document, variables, tenant).
+
+    The event listener hands it each change (`put`): executed once, encoded once,
+    written to every subscriber. Sound because a `Job`'s fields depend on the job
+    alone, never on who asks.
+    """
+
+    __slots__ = (
+        "_fanout",
+        "_last",
+        "events",
+        "executor",
+        "job_id",
+        "key",
+        "members",
+        "plan",
+        "public_url",
+        "tenant",
+    )
+
+    def __init__(
+        self,
+        fanout: Fanout,
+        key: Hashable,
+        events: JobEvents,
+        plan: _Plan,
+        executor: Any,
+        tenant: str,
+        job_id: Any,
+        public_url: str,
+    ) -> None:
+        self._fanout = fanout
+        self.key = key
+        self.events = events
+        self.plan = plan
+        self.executor = executor
+        self.tenant = tenant
+        self.job_id = job_id
+        self.public_url = public_url
+        self.members: set[_Subscriber] = set()
+        # The last job rendered and its `payload` JSON.
+        self._last: tuple[model.Job, str] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    def put(self, job: model.Job) -> None:
+        payload = self.render(job)
+        key = order_key(job)
+        ended = job.is_finished
+        for member in list(self.members):
+            member.deliver(key, payload, ended)
+
+    def close(self) -> None:
+        for member in list(self.members):
+            member.end()
+
+    def leave(self, member: _Subscriber) -> None:
+        self.members.discard(member)
+        if not self.members:
+            if self._fanout.groups.get(self.key) is self:
+                del self._fanout.groups[self.key]
+            self.events.release(self)
+
+    def render(self, job: model.Job) -> str:
+        """The `payload` of the job's `next` message, as JSON."""
+        last = self._last
+        if last is not None and last[0] is job:
+            return last[1]
+        result = self.executor.build_per_event_executor(
+            Job.from_record(job, self.public_url)
+        ).execute_operation(False)
+        payload: dict[str, Any]
+        if isinstance(result, ExecutionResult) and not result.errors:
+            payload = {"data": result.data}
+        else:
+            payload = self._with_errors(result)
+        text = orjson.dumps(payload).decode()
+        self._last = (job, text)
+        return text
+
+    def _with_errors(self, result: object) -> dict[str, Any]:
+        """What strawberry would send for a result with errors (never expected here)."""
+        if not isinstance(result, ExecutionResult):
+            with suppress(Exception):
+                result.close()  # type: ignore[attr-defined]
+            result = ExecutionResult(None, [GraphQLError("execution did not finish at once")])
+        errors = list(result.errors or ())
+        for error in errors:
+            if assign_code(error, self.plan.document) == "INTERNAL_SERVER_ERROR":
+                log_unexpected(error)
+        masked = MaskUnexpected()._process_errors(errors)
+        return {"data": result.data, "errors": [error.formatted for error in masked]}
+
+
+class _Subscriber:
+    """One subscription on this path: what its connection needs to send it frames."""
+
+    __slots__ = ("connection", "group", "id", "last", "pending")
+
+    def __init__(self, connection: _FastPath, op_id: str, group: _Group) -> None:
+        self.connection = connection
+        self.id = op_id
+        self.group = group
+        # Until its snapshot is sent: the changes heard meanwhile (None: closed).
+        self.pending: list[tuple[OrderKey, str, bool] | None] | None = []
+        # Its snapshot's place, until a later change has been sent: older ones are dropped.
+        self.last: OrderKey | None = None
+
+    def deliver(self, key: OrderKey, payload: str, ended: bool) -> None:
+        if self.pending is not None:
+            self.pending.append((key, payload, ended))
+            return
+        if self.last is not None:
+            if key <= self.last:
+                return
+            self.last = None
+        self.connection.send_next(self, payload)
+        if ended:
+            self.connection.finish(self)
+
+    def end(self) -> None:
+        if self.pending is not None:
+            self.pending.append(None)
+        else:
+            self.connection.finish(self)
+
+
+# --- the protocol handlers --------------------------------------------------------------
+
+
+class _FastPath:
+    """What both protocols' handlers add: serving `jobProgress` on this path."""
+
+    view: Any  # the GraphQLView, which holds the `Fanout`
+    context: Context
+    websocket: Any
+    # The frames of the protocol, around an operation id (JSON) and a payload.
+    _next: tuple[str, str, str]
+    _complete: tuple[str, str]
+
+    def _fast_init(self) -> None:
+        self._fast: dict[str, _Subscriber] = {}
+        self._outbox: Outbox | None = None
+
+    def _forget(self, op_id: str) -> None:
+        """The operation is over: its id may be used again."""
+        raise NotImplementedError
+
+    async def _serve(
+        self, op_id: str, query: object, variables: object, operation_name: object
+    ) -> bool:
+        """Serve the operation on this path; False to leave it to strawberry."""
+        fanout: Fanout = self.view.fanout
+        plan = fanout.plan(query, operation_name)
+        if plan is None or (variables is not None and not isinstance(variables, dict)):
+            return False
+        context = self.context
+        events = context.events
+        if events.closing:
+            return False
+        try:
+            jobs = context.jobs
+            jobs.allow(READ)
+            executor = fanout.executor_class.build(
+                fanout.schema, plan.document, raw_variable_values=variables
+            )
+            if isinstance(executor, list):  # variables that do not fit
+                return False
+            job_id = get_argument_values(plan.field_def, plan.field, executor.variable_values)["id"]
+            variables_key = frozen(executor.variable_values.coerced)
+        except Exception:  # strawberry's way tells the client what is wrong
+            return False
+        public_url = context.settings.public_url
+        key = (events, plan, variables_key, jobs.tenant, job_id, public_url)
+        group = fanout.groups.get(key)
+        if group is None:
+            group = _Group(fanout, key, events, plan, executor, jobs.tenant, job_id, public_url)
+            fanout.groups[key] = group
+            events.join(group)
+        subscriber = _Subscriber(self, op_id, group)
+        group.members.add(subscriber)
+        # Listening before the snapshot is read: a change committed meanwhile is heard.
+        try:
+            snapshot = await jobs.get(job_id)
+        except Exception:
+            snapshot = None
+        except BaseException:
+            group.leave(subscriber)
+            raise
+        if snapshot is None:  # NOT_FOUND, UNAVAILABLE...: said strawberry's way
+            group.leave(subscriber)
+            return False
+        self._fast[op_id] = subscriber
+        pending, subscriber.pending = subscriber.pending, None
+        self.send_next(subscriber, group.render(snapshot))
+        if snapshot.is_finished:
+            self.finish(subscriber)
+            return True
+        last = order_key(snapshot)
+        for change in pending or ():
+            if change is None:
+                self.finish(subscriber)
+                return True
+            key_, payload, ended = change
+            if key_ > last:
+                last = key_
+                self.send_next(subscriber, payload)
+                if ended:
+                    self.finish(subscriber)
+                    return True
+        subscriber.last = last
+        return True
+
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            self._outbox = Outbox(self.websocket.ws.send_text)
+        return self._outbox
+
+    def send_next(self, subscriber: _Subscriber, payload: str) -> None:
+        before, middle, after = self._next
+        quoted = orjson.dumps(subscriber.id).decode()
+        self.outbox().write(subscriber.id, f"{before}{quoted}{middle}{payload}{after}")
+
+    def finish(self, subscriber: _Subscriber) -> None:
+        """The subscription is over: `complete`, and it frees what it held."""
+        if self._fast.get(subscriber.id) is subscriber:
+            del self._fast[subscriber.id]
+            self._forget(subscriber.id)
+        subscriber.group.leave(subscriber)
+        before, after = self._complete
+        quoted = orjson.dumps(subscriber.id).decode()
+        self.outbox().write(subscriber.id, f"{before}{quoted}{after}", final=True)
+
+    def _stop(self, op_id: str) -> _Subscriber | None:
+        """The client ended the operation (or left): forget it, send nothing more."""
+        subscriber = self._fast.pop(op_id, None)
+        if subscriber is not None:
+            subscriber.group.leave(subscriber)
+            if self._outbox is not None:
+                self._outbox.drop(op_id)
+        return subscriber
+
+    async def _close_fast(self) -> None:
+        for op_id in list(self._fast):
+            self._stop(op_id)
+        if self._outbox is not None:
+            await self._outbox.close()
+
+
+class TransportWSHandler(_FastPath, BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, with `jobProgress` on the fast path."""
+
+    _next = ('{"id":', ',"type":"next","payload":', "}")
+    _complete = ('{"id":', ',"type":"complete"}')
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fast_init()
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        # strawberry's checks, then a task that tries this path before strawberry's.
+        if not self.connection_acknowledged:
+            await self.websocket.close(code=4401, reason="Unauthorized")
+            return
+        if message["id"] in self.operations:
+            reason = f"Subscriber for {message['id']} already exists"
+            await self.websocket.close(code=4409, reason=reason)
+            return
+        if (
+            self.max_subscriptions_per_connection is not None
+            and len(self.operations) >= self.max_subscriptions_per_connection
+        ):
+            error = GraphQLError("Subscription limit reached")
+            await self.send_message(
+                {"id": message["id"], "type": "error", "payload": [error.formatted]}
+            )
+            return
+        payload = message["payload"]
+        operation = Operation(
+            self,
+            message["id"],
+            payload["query"],
+            payload.get("variables"),
+            payload.get("operationName"),
+        )
+        operation.task = asyncio.create_task(self._run(operation))
+        operation.task.add_done_callback(self._task_done)
+        self.operations[message["id"]] = operation
+
+    async def _run(self, operation: Operation[Context, None]) -> None:
+        served = await self._serve(
+            operation.id, operation.query, operation.variables, operation.operation_name
+        )
+        if served:
+            operation.task = None  # nothing runs for it any more
+        else:
+            await self.run_operation(operation)
+
+    def _forget(self, op_id: str) -> None:
+        self.operations.pop(op_id, None)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        if self._stop(operation_id) is not None:
+            self.operations.pop(operation_id, None)
+            return
+        await super().cleanup_operation(operation_id)
+
+    async def shutdown(self) -> None:
+        await super().shutdown()
+        await self._close_fast()
+
+
+class LegacyWSHandler(_FastPath, BaseGraphQLWSHandler[Context, None]):
+    """The legacy graphql-ws protocol, with `jobProgress` on the fast path."""
+
+    _next = ('{"type":"data","id":', ',"payload":', "}")
+    _complete = ('{"type":"complete","id":', "}")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fast_init()
+
+    async def handle_start(self, message: StartMessage) -> None:
+        # strawberry's checks, then a task that tries this path before strawberry's.
+        if not self.connection_acknowledged:
+            await self.websocket.close(code=4401, reason="Unauthorized")
+            return
+        operation_id = message["id"]
+        if operation_id in self.tasks or operation_id in self._fast:
+            await self.cleanup_operation(operation_id)
+        if (
+            self.max_subscriptions_per_connection is not None
+            and len(self.tasks) + len(self._fast) >= self.max_subscriptions_per_connection
+        ):
+            await self.send_message(
+                ErrorMessage(
+                    type="error",
+                    id=operation_id,
+                    payload={"message": "Subscription limit reached"},
+                )
+            )
+            return
+        payload = message["payload"]
+        self.tasks[operation_id] = asyncio.create_task(
+            self._run(
+                operation_id,
+                payload["query"],
+                payload.get("operationName"),
+                payload.get("variables"),
+            )
+        )
+
+    async def _run(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        try:
+            served = await self._serve(operation_id, query, variables, operation_name)
+        except asyncio.CancelledError:  # stopped while starting: confirmed, as strawberry does
+            self.tasks.pop(operation_id, None)
+            await self.send_message({"type": "complete", "id": operation_id})
+            return
+        if served:
+            self.tasks.pop(operation_id, None)
+        else:
+            await self.handle_async_results(operation_id, query, operation_name, variables)
+
+    def _forget(self, op_id: str) -> None:
+        pass  # its id is free once it is out of `_fast`
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        if self._stop(operation_id) is not None:
+            # The legacy protocol confirms a stop.
+            before, after = self._complete
+            quoted = orjson.dumps(operation_id).decode()
+            self.outbox().write(operation_id, f"{before}{quoted}{after}", final=True)
+            return
+        await super().cleanup_operation(operation_id)
+
+    async def cleanup(self) -> None:
+        await self._close_fast()
+        await super().cleanup()
