@@ -403,3 +403,30 @@ async def test_a_query_over_the_legacy_protocol_is_refused_clearly(
         "queries are not served over the legacy graphql-ws protocol (subscriptions only): "
         "send them over HTTP or graphql-transport-ws"
     )
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_the_fanned_out_path_and_strawberrys_send_the_same(
+    gateway: Server, jobs: JobsClient, protocol: str
+) -> None:
+    """`jobProgress` is fanned out below strawberry; a directive sends it strawberry's way."""
+    job = await jobs.create()
+    by_strawberry = JOB_PROGRESS.replace("{ id ", "{ id @include(if: true) ", 1)
+    assert by_strawberry != JOB_PROGRESS
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(gateway.ws_url, protocol) as ws:
+            await ws.subscribe("fast", JOB_PROGRESS, id=job["id"])
+            await ws.subscribe("strawberry", by_strawberry, id=job["id"])
+            heard: dict[str, list[dict[str, Any]]] = {"fast": [], "strawberry": []}
+            while not all(heard.values()):  # both snapshots first
+                message = await ws.receive()
+                heard[message["id"]].append(message["payload"]["data"]["jobProgress"])
+            changes = [await jobs.report(job, 30), await jobs.report(job, 60, "COMPLETED")]
+            open_ops = set(heard)
+            while open_ops:
+                message = await ws.receive()
+                if message["type"] == "complete":
+                    open_ops.remove(message["id"])
+                else:
+                    heard[message["id"]].append(message["payload"]["data"]["jobProgress"])
+    assert heard == {"fast": [job, *changes], "strawberry": [job, *changes]}

@@ -304,11 +304,15 @@ class _Group:
         return len(self.members)
 
     def put(self, job: model.Job) -> None:
-        payload = self.render(job)
-        key = order_key(job)
-        ended = job.is_finished
-        for member in list(self.members):
-            member.deliver(key, payload, ended)
+        # Called by the event listener, which must survive whatever happens here.
+        try:
+            payload = self.render(job)
+            key = order_key(job)
+            ended = job.is_finished
+            for member in list(self.members):
+                member.deliver(key, payload, ended)
+        except Exception:
+            logger.exception("could not fan out a change of job %s", job.id)
 
     def close(self) -> None:
         for member in list(self.members):
