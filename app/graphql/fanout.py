@@ -199,11 +199,18 @@ class Fanout:
     """The fast path of one view: plans by query text, groups by what they execute."""
 
     def __init__(
-        self, schema: GraphQLSchema, executor_class: Any, rules: list[Any], max_tokens: int
+        self,
+        schema: GraphQLSchema,
+        executor_class: Any,
+        rules: list[Any],
+        max_tokens: int,
+        encode: Callable[[object], str],
     ) -> None:
         self.schema = schema
         # Builds an execution of a plan's document (`Executor.build`).
         self.executor_class = executor_class
+        # JSON text, as the view encodes every other message.
+        self.encode = encode
         self._rules = (*specified_rules, *rules, MaybeNullValidationRule, OneOfInputValidationRule)
         self._max_tokens = max_tokens
         self._plans: OrderedDict[tuple[str, str | None], _Plan | None] = OrderedDict()
@@ -338,7 +345,7 @@ class _Group:
             payload = {"data": result.data}
         else:
             payload = self._with_errors(result)
-        text = orjson.dumps(payload).decode()
+        text = self._fanout.encode(payload)
         self._last = (job, text)
         return text
 

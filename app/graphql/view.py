@@ -54,6 +54,7 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
             Executor,
             validation_rules(settings),
             settings.max_query_tokens,
+            _json_text,
         )
 
     def encode_json(self, data: object) -> str | bytes:
