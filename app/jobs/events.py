@@ -3,8 +3,10 @@
 `JobEvents.publish` sends a changed job through the broker (`app.jobs.broker`:
 memory://, redis:// or postgres:// LISTEN/NOTIFY). Each process holds ONE broker
 subscription; its listener hands every event to the local subscribers' `Mailbox`es
-without ever waiting on one of them, so a slow or vanished client holds up nobody.
-A mailbox is bounded: when its client falls behind, it keeps each job's latest state only.
+(or other `Listener`s, such as app.graphql.fanout's groups of `jobProgress`
+subscribers) without ever waiting on one of them, so a slow or vanished client holds
+up nobody. A mailbox is bounded: when its client falls behind, it keeps each job's
+latest state only.
 
 When the broker goes away, changes are still committed and heard by this process's
 own subscribers; once it is back, every change it could not carry is published
