@@ -280,6 +280,7 @@ class _Group:
         "members",
         "plan",
         "public_url",
+        "served",
         "tenant",
     )
 
@@ -303,6 +304,7 @@ class _Group:
         self.job_id = job_id
         self.public_url = public_url
         self.members: set[_Subscriber] = set()
+        self.served = 0
         # The last job rendered and its `payload` JSON.
         self._last: tuple[model.Job, str] | None = None
 
@@ -324,6 +326,10 @@ class _Group:
     def close(self) -> None:
         for member in list(self.members):
             member.end()
+
+    def join(self, member: _Subscriber) -> None:
+        self.members.add(member)
+        self.served += 1
 
     def leave(self, member: _Subscriber) -> None:
         self.members.discard(member)
@@ -449,7 +455,7 @@ class _FastPath:
             fanout.groups[key] = group
             events.join(group)
         subscriber = _Subscriber(self, op_id, group)
-        group.members.add(subscriber)
+        group.join(subscriber)
         # Listening before the snapshot is read: a change committed meanwhile is heard.
         try:
             snapshot = await jobs.get(job_id)

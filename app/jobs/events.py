@@ -144,6 +144,11 @@ class Listener(Protocol):
         """The subscriptions it serves."""
         ...
 
+    @property
+    def served(self) -> int:
+        """The subscriptions it has served in all (ended ones too)."""
+        ...
+
     def put(self, job: Job) -> None: ...
 
     def close(self) -> None:
@@ -154,7 +159,7 @@ class Listener(Protocol):
 class Mailbox:
     """One subscriber's pending job states. The listener puts, never waits."""
 
-    size = 1
+    size = served = 1
 
     __slots__ = (
         "_pending",
@@ -447,7 +452,7 @@ class JobEvents:
         boxes = registry.get(key)
         if boxes is not None and mailbox in boxes:
             boxes.discard(mailbox)
-            self._ended += 1
+            self._ended += mailbox.served
             if not boxes:
                 del registry[key]
         if self._by_job or self._by_tenant:
