@@ -59,7 +59,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage, St
 
 from app.auth import READ
 from app.graphql.context import Context
-from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
+from app.graphql.errors import QUERY_TOO_COMPLEX, MaskUnexpected, assign_code, log_unexpected
 from app.graphql.subscriptions import frozen
 from app.graphql.types import Job
 from app.jobs import model
@@ -524,6 +524,13 @@ class _FastPath:
             await self._outbox.close()
 
 
+def _limit_reached(limit: int) -> GraphQLError:
+    return GraphQLError(
+        f"subscription limit reached: one connection runs at most {limit} operations at a time",
+        extensions={"code": QUERY_TOO_COMPLEX},
+    )
+
+
 class TransportWSHandler(_FastPath, BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws, with `jobProgress` on the fast path."""
 
@@ -547,7 +554,7 @@ class TransportWSHandler(_FastPath, BaseGraphQLTransportWSHandler[Context, None]
             self.max_subscriptions_per_connection is not None
             and len(self.operations) >= self.max_subscriptions_per_connection
         ):
-            error = GraphQLError("Subscription limit reached")
+            error = _limit_reached(self.max_subscriptions_per_connection)
             await self.send_message(
                 {"id": message["id"], "type": "error", "payload": [error.formatted]}
             )
@@ -613,7 +620,7 @@ class LegacyWSHandler(_FastPath, BaseGraphQLWSHandler[Context, None]):
                 ErrorMessage(
                     type="error",
                     id=operation_id,
-                    payload={"message": "Subscription limit reached"},
+                    payload=_limit_reached(self.max_subscriptions_per_connection).formatted,
                 )
             )
             return
