@@ -87,6 +87,9 @@ def test_introspection_and_graphiql_can_be_switched_off(tmp_path: Path) -> None:
         page = client.get("/graphql", headers={"Accept": "text/html"})
         assert page.status_code == 404
         assert "<html" not in page.text.lower()
+        [error] = page.json()["errors"]
+        assert error["extensions"]["code"] == "NOT_FOUND"
+        assert "GraphiQL is switched off" in error["message"]
 
 
 def test_body_over_the_cap_is_413(tmp_path: Path) -> None:

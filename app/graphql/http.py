@@ -55,6 +55,17 @@ class BadRequest(AppError):
     http_status = 400
 
 
+class NoGraphiQL(AppError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+    def __init__(self) -> None:
+        super().__init__(
+            "GraphiQL is switched off here (GRAPHIQL=false); send GraphQL requests,"
+            " e.g. GET /graphql?query={__typename}"
+        )
+
+
 class RequestRefused(Exception):
     """Answer with `status` and this one error; no GraphQL operation runs."""
 
@@ -154,9 +165,9 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         except RequestRefused as refused:
             return self._refusal(refused, media_type)
         except HTTPException as exc:  # strawberry's own refusals
-            return self._refusal(
-                RequestRefused(exc.status_code, BadRequest(exc.reason)), media_type
-            )
+            # strawberry's only 404: a browser page asked for while GraphiQL is off.
+            error = NoGraphiQL() if exc.status_code == 404 else BadRequest(exc.reason)
+            return self._refusal(RequestRefused(exc.status_code, error), media_type)
 
     def _refusal(self, refused: RequestRefused, media_type: str) -> Response:
         return Response(
