@@ -33,6 +33,8 @@ class Caller:
     tenant: str
     scopes: frozenset[str]
     subject: str
+    # When the token stops being valid (seconds since the epoch); None: never.
+    expires: float | None = None
 
 
 # Without a way to verify tokens the gateway serves one tenant, on loopback only.
@@ -100,7 +102,13 @@ def _caller(claims: dict[str, Any]) -> Caller:
     if not isinstance(scope, str):
         raise Unauthenticated("token claim 'scope' must be a space-separated string")
     # Scopes meant for other services (an identity provider's "openid" …) are ignored.
-    return Caller(tenant=tenant, scopes=ALL_SCOPES & set(scope.split()), subject=subject)
+    expires = claims["exp"]
+    return Caller(
+        tenant=tenant,
+        scopes=ALL_SCOPES & set(scope.split()),
+        subject=subject,
+        expires=float(expires) if isinstance(expires, int | float) else None,
+    )
 
 
 def issue_token(

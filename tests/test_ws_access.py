@@ -234,3 +234,32 @@ def test_unexpected_errors_are_masked_over_websocket(tmp_path: Path, protocol: s
     request_id = error["extensions"]["requestId"]
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     assert error["message"] == f"internal error (request id {request_id})"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_connection_ends_when_its_token_expires(gateway: Server, protocol: str) -> None:
+    short = token(scope="jobs:read", ttl=2)
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(
+            gateway.ws_url, protocol, payload={"Authorization": f"Bearer {short}"}
+        ) as ws:
+            await ws.subscribe("u", JOB_UPDATES)
+            created = await create(gateway)
+            assert (await ws.job("u"))["id"] == created["id"]  # served while the token is valid
+            if protocol == TRANSPORT_WS:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.receive()
+                assert closed.value.rcvd is not None
+                assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                    4403,
+                    "token has expired",
+                )
+            else:
+                ending = await ws.receive()
+                assert ending["type"] == "connection_error"
+                assert ending["payload"] == {
+                    "code": "UNAUTHENTICATED",
+                    "message": "token has expired",
+                }
+                with pytest.raises(ConnectionClosed):
+                    await ws.receive()

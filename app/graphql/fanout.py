@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Generator, Hashable
 from contextlib import suppress
@@ -53,11 +54,22 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage, StartMessage
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionErrorMessage,
+    ErrorMessage,
+    StartMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyConnectionInitMessage,
+)
 
 from app.auth import READ
+from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.errors import QUERY_TOO_COMPLEX, MaskUnexpected, assign_code, log_unexpected
 from app.graphql.subscriptions import frozen
@@ -71,6 +83,8 @@ logger = logging.getLogger("app.graphql")
 PLANS_KEPT = 256
 
 OrderKey = tuple[Any, ...]
+
+TOKEN_EXPIRED = "token has expired"
 
 
 # --- writing without waiting ------------------------------------------------------------
@@ -418,6 +432,29 @@ class _FastPath:
     def _fast_init(self) -> None:
         self._fast: dict[str, _Subscriber] = {}
         self._outbox: Outbox | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiring: asyncio.Task[None] | None = None
+
+    # A connection lives no longer than the token it was opened with: when the token
+    # expires it is closed, and the client connects again with a fresh one.
+
+    def _watch_expiry(self) -> None:
+        caller = self.context.caller
+        if self.connection_acknowledged and caller is not None and caller.expires is not None:
+            delay = max(0.0, caller.expires - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiring = asyncio.ensure_future(self._close_expired())
+
+    async def _close_expired(self) -> None:
+        raise NotImplementedError
+
+    def _stop_watching(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+
+    connection_acknowledged: bool
 
     def _forget(self, op_id: str) -> None:
         """The operation is over: its id may be used again."""
@@ -541,6 +578,14 @@ class TransportWSHandler(_FastPath, BaseGraphQLTransportWSHandler[Context, None]
         super().__init__(*args, **kwargs)
         self._fast_init()
 
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        self._watch_expiry()
+
+    async def _close_expired(self) -> None:
+        # As a refused `connection_init` is closed: the client's next connection sends a new token.
+        await self.websocket.close(code=4403, reason=TOKEN_EXPIRED)
+
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         # strawberry's checks, then a task that tries this path before strawberry's.
         if not self.connection_acknowledged:
@@ -590,6 +635,7 @@ class TransportWSHandler(_FastPath, BaseGraphQLTransportWSHandler[Context, None]
         await super().cleanup_operation(operation_id)
 
     async def shutdown(self) -> None:
+        self._stop_watching()
         await super().shutdown()
         await self._close_fast()
 
@@ -603,6 +649,16 @@ class LegacyWSHandler(_FastPath, BaseGraphQLWSHandler[Context, None]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fast_init()
+
+    async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        self._watch_expiry()
+
+    async def _close_expired(self) -> None:
+        # As a refused `connection_init` is answered.
+        payload: dict[str, object] = {"code": Unauthenticated.code, "message": TOKEN_EXPIRED}
+        await self.send_message(ConnectionErrorMessage(type="connection_error", payload=payload))
+        await self.websocket.close(code=1011, reason="")
 
     async def handle_start(self, message: StartMessage) -> None:
         # strawberry's checks, then a task that tries this path before strawberry's.
@@ -665,5 +721,6 @@ class LegacyWSHandler(_FastPath, BaseGraphQLWSHandler[Context, None]):
         await super().cleanup_operation(operation_id)
 
     async def cleanup(self) -> None:
+        self._stop_watching()
         await self._close_fast()
         await super().cleanup()
