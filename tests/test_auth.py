@@ -51,9 +51,13 @@ def refused(check: TokenVerifier, value: str) -> str:
 
 def test_hs256_token_names_the_caller() -> None:
     check = verifier(auth_jwt_secret=SECRET)
-    value = jwt.encode(claims(scope="jobs:read jobs:report openid"), SECRET, algorithm="HS256")
+    given = claims(scope="jobs:read jobs:report openid")
+    value = jwt.encode(given, SECRET, algorithm="HS256")
     assert check.verify(f"Bearer {value}") == Caller(
-        tenant="acme", scopes=frozenset({"jobs:read", "jobs:report"}), subject="worker-7"
+        tenant="acme",
+        scopes=frozenset({"jobs:read", "jobs:report"}),
+        subject="worker-7",
+        expires=given["exp"],
     )
     # The scheme is case-insensitive (RFC 6750 follows RFC 7235).
     assert check.verify(f"bearer {value}").tenant == "acme"
