@@ -48,20 +48,13 @@ from bench.scenarios import (
     prepare_database,
     scenarios,
 )
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 
 
 # --- servers --------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -88,7 +81,7 @@ def _pin(core: int) -> list[str]:
 
 
 def start_server(name: str, command: list[str], env: dict[str, str], logs: Path) -> Server:
-    port = _free_port()
+    port = free_port()
     full_env = {
         key: value
         for key, value in os.environ.items()

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from databases import Database
 from starlette.testclient import TestClient
 
+from app import db
 from app.main import create_app
 from app.settings import Settings
 from tests.postgres import PostgresDatabases
@@ -38,7 +40,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "database_url" not in metafunc.fixturenames:
         return
-    if any("database_url" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
+    if any(
+        "database_url" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")
+    ):
         return  # the test chooses its own URLs
     marker = metafunc.definition.get_closest_marker("engines")
     engines = list(marker.args) if marker else list(ENGINES)
@@ -71,6 +75,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     postgres: PostgresDatabases = request.getfixturevalue("postgres_databases")
     yield postgres.fresh()
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """A migrated database on `database_url`, connected as the app connects."""
+    settings = Settings(database_url=database_url)
+    await db.migrate(settings)
+    database = await db.connect(settings)
+    yield database
+    await database.disconnect()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import suppress
 
 import pytest
@@ -22,19 +21,9 @@ from app import db
 from app.database import SQLITE_POOL_SIZE
 from app.jobs import store
 from app.jobs.model import JobFilter, JobStatus, NewJob, new_job
-from app.settings import Settings
 
 pytestmark = pytest.mark.anyio
 TENANT = "acme"
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    settings = Settings(database_url=database_url)
-    await db.migrate(settings)
-    database = await db.connect(settings)
-    yield database
-    await database.disconnect()
 
 
 def a_new_job(video: uuid.UUID | None = None) -> NewJob:

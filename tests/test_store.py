@@ -9,29 +9,17 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from databases import Database
 
-from app import db
 from app.errors import InvalidTransition, JobNotFound
 from app.jobs import store
 from app.jobs.model import Job, JobFilter, JobStatus, NewJob, new_job
-from app.settings import Settings
 
 pytestmark = pytest.mark.anyio
 TENANT = "acme"
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    settings = Settings(database_url=database_url)
-    await db.migrate(settings)
-    database = await db.connect(settings)
-    yield database
-    await database.disconnect()
 
 
 def a_new_job(inputs: int = 1, video: uuid.UUID | None = None) -> NewJob:
