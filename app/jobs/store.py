@@ -89,23 +89,38 @@ def _filtered(
     return query
 
 
+# Status codes as lambda statements take them (plain ints, bound as parameters).
+_IN_PROGRESS, _COMPLETED, _FAILED = (
+    int(JobStatus.IN_PROGRESS),
+    int(JobStatus.COMPLETED),
+    int(JobStatus.FAILED),
+)
+
+
 async def create_job(db: Database, tenant: str, new: NewJob) -> Job:
     now = utcnow()
+    job_id, profile, video = uuid.uuid4(), new.profile, new.video
+    inputs = [str(value) for value in new.inputs]
+    # Built and keyed once (a lambda statement), not per call.
     row = await db.fetch_one(
-        jobs.insert()
-        .values(
-            id=uuid.uuid4(),
-            tenant=tenant,
-            status=int(JobStatus.IN_PROGRESS),
-            progress=0,
-            profile=new.profile,
-            video=new.video,
-            inputs=[str(value) for value in new.inputs],
-            created_at=now,
-            updated_at=now,
-            deleted_at=None,
+        sa.lambda_stmt(
+            lambda: (
+                jobs.insert()
+                .values(
+                    id=job_id,
+                    tenant=tenant,
+                    status=_IN_PROGRESS,
+                    progress=0,
+                    profile=profile,
+                    video=video,
+                    inputs=inputs,
+                    created_at=now,
+                    updated_at=now,
+                    deleted_at=None,
+                )
+                .returning(*jobs.c)
+            )
         )
-        .returning(*jobs.c)
     )
     assert row is not None
     return _job(row._mapping)
@@ -172,13 +187,6 @@ async def delete_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job:
 # expression, which a lambda statement can hold.
 _NOW = sa.bindparam("now", type_=sa.DateTime(timezone=True), callable_=utcnow)
 _LATER_NOW = sa.case((jobs.c.updated_at > _NOW, jobs.c.updated_at), else_=_NOW)
-
-# Status codes as lambda statements take them (plain ints, bound as parameters).
-_IN_PROGRESS, _COMPLETED, _FAILED = (
-    int(JobStatus.IN_PROGRESS),
-    int(JobStatus.COMPLETED),
-    int(JobStatus.FAILED),
-)
 
 
 async def update_progress(
