@@ -123,6 +123,8 @@ async def test_update_progress_keeps_the_state_rules(database: Database) -> None
         await store.update_progress(database, TENANT, job.id, 39)
     done = await store.update_progress(database, TENANT, job.id, None, JobStatus.COMPLETED)
     assert (done.progress, done.status) == (100, JobStatus.COMPLETED)
+    # Each report is stamped with its own time, not the first one's.
+    assert done.updated_at > moved.updated_at
     with pytest.raises(InvalidTransition, match="COMPLETED"):
         await store.update_progress(database, TENANT, job.id, 100)
     with pytest.raises(JobNotFound):

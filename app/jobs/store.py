@@ -56,13 +56,12 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _later(now: datetime) -> sa.ColumnElement[datetime]:
-    """`now`, or the stored updated_at if that is later: it never goes backwards, even
-    when two writers' clocks (or two requests of one process) race."""
-    return sa.case(
-        (jobs.c.updated_at > now, jobs.c.updated_at),
-        else_=sa.literal(now, sa.DateTime(timezone=True)),
-    )
+# The time a statement runs, taken as it runs (one value wherever it appears in it).
+_NOW = sa.bindparam("now", type_=sa.DateTime(timezone=True), callable_=utcnow)
+# `_NOW`, or the stored updated_at if that is later: it never goes backwards, even
+# when two writers' clocks (or two requests of one process) race. A constant
+# expression, so lambda statements can hold it.
+_LATER_NOW = sa.case((jobs.c.updated_at > _NOW, jobs.c.updated_at), else_=_NOW)
 
 
 def _filtered(
@@ -168,11 +167,10 @@ async def count_jobs(db: Database, tenant: str, job_filter: JobFilter) -> int:
 
 async def delete_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job:
     """Soft delete; deleting again returns the job unchanged."""
-    now = utcnow()
     row = await db.fetch_one(
         jobs.update()
         .where(jobs.c.id == job_id, jobs.c.tenant == tenant, jobs.c.deleted_at.is_(None))
-        .values(deleted_at=now, updated_at=_later(now))
+        .values(deleted_at=_NOW, updated_at=_LATER_NOW)
         .returning(*jobs.c)
     )
     if row is not None:
@@ -181,12 +179,6 @@ async def delete_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job:
     if job is None:
         raise JobNotFound(job_id)
     return job
-
-
-# `_later` of the time the statement runs (one value for both places): a constant
-# expression, which a lambda statement can hold.
-_NOW = sa.bindparam("now", type_=sa.DateTime(timezone=True), callable_=utcnow)
-_LATER_NOW = sa.case((jobs.c.updated_at > _NOW, jobs.c.updated_at), else_=_NOW)
 
 
 async def update_progress(
