@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import uuid
+import weakref
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import Any
@@ -197,3 +199,25 @@ async def test_a_page_of_plain_fields_takes_the_short_way() -> None:
     # graphql-core's own path ran only for the root field; 2 boxes x (1 + 11 + 3 x 11
     # + 1) fields went the short way.
     assert fields == ["boxes"]
+
+
+async def test_an_execution_is_freed_when_it_ends_not_by_the_collector() -> None:
+    # graphql-core keeps the executor's own bound methods on it (a reference cycle),
+    # so every request's execution state used to wait for the garbage collector.
+    executors: list[weakref.ref[PlainFieldsExecutor]] = []
+
+    class Tracked(PlainFieldsExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            executors.append(weakref.ref(self))
+
+    run = _schema(Tracked, [])
+    gc.disable()  # until the check: a collection would free them anyway
+    try:
+        for trouble in (None, "awaitable value"):
+            data, errors = await run(QUERIES["every plain field, nested and in lists"], trouble)
+            assert data and not errors
+        alive = [ref() is not None for ref in executors]
+    finally:
+        gc.enable()
+    assert alive == [False, False]
