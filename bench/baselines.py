@@ -3,7 +3,8 @@
 - `bare_per_call`: plain Starlette JSON routes, `databases` opening its connection per
   call (what `Database.fetch_one` does on SQLite), stdlib JSON.
 - `bare_reused`: the same routes on one `databases` connection opened at start and
-  reused by every request (the best bare route).
+  reused by every request (the best bare route); bench/subscriptions.py's stored
+  broadcast uses it too.
 - `strawberry_default`: strawberry out of the box (no extensions, default view), the
   obvious resolvers, `databases` per call: the reference for "3x strawberry's default".
 
@@ -56,7 +57,24 @@ def _job(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _routes(db: Queries) -> list[Route]:
+def report_progress(job_id: uuid.UUID, value: int) -> Any:
+    """The UPDATE of a progress report, as the store's rules have it (the job is
+    running, not deleted, and progress does not go down), returning the row."""
+    return (
+        jobs.update()
+        .where(
+            jobs.c.id == job_id,
+            jobs.c.tenant == TENANT,
+            jobs.c.status == 0,
+            jobs.c.deleted_at.is_(None),
+            jobs.c.progress <= value,
+        )
+        .values(progress=value, updated_at=datetime.now(UTC))
+        .returning(*jobs.c)
+    )
+
+
+def routes(db: Queries) -> list[Route]:
     async def one(request: Request) -> Response:
         job_id = uuid.UUID(request.path_params["id"])
         row = await db.fetch_one(
@@ -100,18 +118,7 @@ def _routes(db: Queries) -> list[Route]:
     async def progress(request: Request) -> Response:
         job_id = uuid.UUID(request.path_params["id"])
         value = int((await request.json())["progress"])
-        row = await db.fetch_one(
-            jobs.update()
-            .where(
-                jobs.c.id == job_id,
-                jobs.c.tenant == TENANT,
-                jobs.c.status == 0,
-                jobs.c.deleted_at.is_(None),
-                jobs.c.progress <= value,
-            )
-            .values(progress=value, updated_at=datetime.now(UTC))
-            .returning(*jobs.c)
-        )
+        row = await db.fetch_one(report_progress(job_id, value))
         if row is None:
             return JSONResponse({"error": "conflict"}, status_code=409)
         return JSONResponse(_job(row._mapping))
@@ -137,11 +144,11 @@ def bare_per_call() -> Starlette:
         yield
         await database.disconnect()
 
-    return Starlette(routes=_routes(database), lifespan=lifespan)
+    return Starlette(routes=routes(database), lifespan=lifespan)
 
 
-class _Reused:
-    """One `databases` connection, opened at start; queries take turns on it."""
+class Reused:
+    """One `databases` connection, opened at start (`lifespan`); queries take turns on it."""
 
     def __init__(self) -> None:
         self.database = _database()
@@ -153,20 +160,19 @@ class _Reused:
     async def fetch_all(self, query: Any) -> list[Any]:
         return list(await self.connection.fetch_all(query))
 
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.database.connect()
+        self.connection = self.database.connection()
+        await self.connection.__aenter__()
+        yield
+        await self.connection.__aexit__()
+        await self.database.disconnect()
+
 
 def bare_reused() -> Starlette:
-    reused = _Reused()
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await reused.database.connect()
-        reused.connection = reused.database.connection()
-        await reused.connection.__aenter__()
-        yield
-        await reused.connection.__aexit__()
-        await reused.database.disconnect()
-
-    return Starlette(routes=_routes(reused), lifespan=lifespan)
+    reused = Reused()
+    return Starlette(routes=routes(reused), lifespan=reused.lifespan)
 
 
 # strawberry as its documentation shows it: the same field names as the gateway's

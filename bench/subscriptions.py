@@ -4,7 +4,7 @@
                                             [--jobs 100] [--deflate both|on|off]
 
 For each N it starts, one at a time, the real gateway (uvicorn, open mode, a fresh
-SQLite file) and a bare Starlette app (`bare_app` below: a set of sockets per job
+SQLite file) and two bare Starlette apps (`bare_app` below: a set of sockets per job
 and a loop of `send_text`), each one process pinned to core 0, and connects N
 WebSocket clients from this process pinned to core 1 (a lean client: it counts
 frames and timestamps them, so the client core is not what is measured).
@@ -16,7 +16,11 @@ Two scenarios per server:
   job at once.
 
 A report is `updateJobProgress` over HTTP on the gateway (stored in SQLite, then
-published) and a POST of the same `next` message on the bare server. Latency is
+published). The bare servers are the yardsticks: *bare* is handed the `next`
+message in a POST and relays it (no storage, the issue's reference); *bare, stored*
+is POSTed the progress, stores it first as the gateway does (the same UPDATE on a
+fresh SQLite file, through one reused `databases` connection: bench/baselines.py's
+best bare route), then relays the row. Latency is
 from sending the report to a subscriber's receiving it: the table gives p50 and p99
 over every (subscriber, update) and the median time until the last subscriber had
 an update. Memory is the server's RSS growth per subscription once all N are
@@ -43,6 +47,7 @@ import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python bench/subscriptions.py`
@@ -54,6 +59,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from bench.baselines import Reused, report_progress, routes
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,11 +81,18 @@ NEW_JOB = {
 }
 
 
-# --- the bare baseline: a Starlette WebSocket broadcast --------------------------------
+# --- the bare baselines: a Starlette WebSocket broadcast --------------------------------
+
+# The servers, in the order they run and the table shows them.
+KINDS = {"bare": "bare", "stored": "bare, stored", "gateway": "gateway"}
 
 
-def bare_app() -> Starlette:
-    """Sockets per job; a POST sends its body to each socket of the job, in a loop."""
+def bare_app(reused: Reused | None = None) -> Starlette:
+    """Sockets per job; a POST sends a message to each socket of the job, in a loop.
+
+    Without `reused` the POST's body is the message; with it, the body is the
+    progress, which is stored first and the message made from the stored row.
+    """
     sockets: dict[str, set[WebSocket]] = {}
 
     async def subscribe(websocket: WebSocket) -> None:
@@ -96,8 +109,17 @@ def bare_app() -> Starlette:
             sockets[job].discard(websocket)
 
     async def publish(request: Request) -> Response:
-        message = (await request.body()).decode()
-        for websocket in list(sockets.get(request.path_params["job"], ())):
+        job = request.path_params["job"]
+        if reused is None:
+            message = (await request.body()).decode()
+        else:
+            value = int((await request.json())["progress"])
+            row = await reused.fetch_one(report_progress(uuid.UUID(job), value))
+            if row is None:
+                return Response(status_code=409)
+            fields = row._mapping
+            message = next_message(job, fields["progress"], fields["updated_at"])
+        for websocket in list(sockets.get(job, ())):
             await websocket.send_text(message)
         return Response(status_code=204)
 
@@ -105,8 +127,15 @@ def bare_app() -> Starlette:
         routes=[
             WebSocketRoute("/ws", subscribe),
             Route("/publish/{job}", publish, methods=["POST"]),
-        ]
+            *(routes(reused) if reused is not None else ()),  # POST /jobs creates one
+        ],
+        lifespan=reused.lifespan if reused is not None else None,
     )
+
+
+def bare_stored_app() -> Starlette:
+    """`bare_app` storing each report first (the database from BENCH_DATABASE_URL)."""
+    return bare_app(Reused())
 
 
 # --- servers -------------------------------------------------------------------------
@@ -114,7 +143,7 @@ def bare_app() -> Starlette:
 
 @dataclass
 class Server:
-    kind: str  # "gateway" or "bare"
+    kind: str  # one of KINDS
     port: int
     process: subprocess.Popen[bytes]
     log: Path
@@ -145,9 +174,11 @@ class Server:
 
 def start(kind: str, deflate: bool, folder: Path) -> Server:
     port = free_port()
-    target = (
-        ["app.main:app"] if kind == "gateway" else ["bench.subscriptions:bare_app", "--factory"]
-    )
+    target = {
+        "gateway": ["app.main:app"],
+        "bare": ["bench.subscriptions:bare_app", "--factory"],
+        "stored": ["bench.subscriptions:bare_stored_app", "--factory"],
+    }[kind]
     command = [
         sys.executable, "-m", "uvicorn", *target,
         "--host", "127.0.0.1", "--port", str(port),
@@ -156,13 +187,20 @@ def start(kind: str, deflate: bool, folder: Path) -> Server:
     ]  # fmt: skip
     if shutil.which("taskset"):
         command = ["taskset", "-c", str(SERVER_CORE), *command]
+    database = f"sqlite:///{folder}/jobs-{port}.db"
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{folder}/jobs-{port}.db",
+        "DATABASE_URL": database,
+        "BENCH_DATABASE_URL": database,
         "BROADCAST_URL": "memory://",
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
     env.pop("AUTH_JWT_SECRET", None)
+    if kind == "stored":  # the gateway's tables, on a file of its own
+        subprocess.run(
+            [sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
     log = folder / f"{kind}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -411,24 +449,33 @@ class Reporter:
 
 
 async def create_jobs(reporter: Reporter, count: int) -> list[str]:
-    if reporter.server.kind == "bare":
+    kind = reporter.server.kind
+    if kind == "bare":
         return [str(uuid.uuid4()) for _ in range(count)]
+    path = "/encoding/jobs" if kind == "gateway" else "/jobs"
     body = json.dumps(NEW_JOB).encode()
-    return [json.loads(await reporter.post("/encoding/jobs", body))["id"] for _ in range(count)]
+    return [json.loads(await reporter.post(path, body))["id"] for _ in range(count)]
 
 
-def next_message(job: str, progress: int) -> str:
-    """What the gateway sends for a report (the bare server is handed the same text)."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+def next_message(job: str, progress: int, updated: datetime | None = None) -> str:
+    """What the gateway sends for a report (the bare servers send the same text)."""
+    stamp = (
+        updated.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if updated is not None
+        else time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    )
     node = {"id": job, "status": "IN_PROGRESS", "progress": progress, "updatedAt": stamp}
     return json.dumps({"id": "1", "type": "next", "payload": {"data": {"jobProgress": node}}})
 
 
 async def report(reporter: Reporter, job: str, progress: int) -> None:
-    if reporter.server.kind == "gateway":
+    kind = reporter.server.kind
+    if kind == "gateway":
         body = {"query": REPORT, "variables": {"id": job, "progress": progress}}
         answer = await reporter.post("/graphql", json.dumps(body).encode())
         assert b'"errors"' not in answer, answer
+    elif kind == "stored":
+        await reporter.post(f"/publish/{job}", json.dumps({"progress": progress}).encode())
     else:
         await reporter.post(f"/publish/{job}", next_message(job, progress).encode())
 
@@ -509,20 +556,26 @@ def median_result(runs: list[Result]) -> Result:
 
 
 def table(results: list[Result]) -> str:
+    """Each row beside the bare broadcast and, where it ran, the bare server that stores."""
+    yardsticks = [kind for kind in ("bare", "stored") if any(r.kind == kind for r in results)]
+    by = {(r.kind, r.scenario, r.n, r.deflate): r for r in results}
+    ratios = [f"{measure} vs {KINDS[kind]}" for measure in ("p99", "CPU") for kind in yardsticks]
     lines = [
         "| scenario | N | deflate | server | p50 ms | p99 ms | all have it, ms "
-        "| server CPU ms/update | KiB/subscription | p99 vs bare | CPU vs bare | memory vs bare |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU ms/update | KiB/subscription | "
+        + " | ".join([*ratios, "memory vs bare"])
+        + " |",
+        "|---|---:|---|---|" + "---:|" * (5 + len(ratios) + 1),
     ]
-    bare = {(r.scenario, r.n, r.deflate): r for r in results if r.kind == "bare"}
     for r in results:
-        base = bare[(r.scenario, r.n, r.deflate)]
+        bases = [by[(kind, r.scenario, r.n, r.deflate)] for kind in yardsticks]
+        cells = [f"{r.p99_ms / base.p99_ms:.2f}" for base in bases]
+        cells += [f"{r.cpu_ms / base.cpu_ms:.2f}" for base in bases]
+        cells.append(f"{r.kib_per_subscription / bases[0].kib_per_subscription:.2f}")
         lines.append(
-            f"| {r.scenario} | {r.n:,} | {'on' if r.deflate else 'off'} | {r.kind} | "
+            f"| {r.scenario} | {r.n:,} | {'on' if r.deflate else 'off'} | {KINDS[r.kind]} | "
             f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.last_ms:.1f} | {r.cpu_ms:.1f} | "
-            f"{r.kib_per_subscription:.1f} | {r.p99_ms / base.p99_ms:.2f} | "
-            f"{r.cpu_ms / base.cpu_ms:.2f} | "
-            f"{r.kib_per_subscription / base.kib_per_subscription:.2f} |"
+            f"{r.kib_per_subscription:.1f} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
 
@@ -537,6 +590,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deflate", choices=("both", "on", "off"), default="both")
     parser.add_argument("--scenarios", default="one job,many jobs")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each server, alternating")
+    parser.add_argument(
+        "--servers",
+        default=",".join(KINDS),
+        help="of bare (the broadcast alone), stored (bare, storing each report first), gateway",
+    )
     args = parser.parse_args(argv)
 
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -549,6 +607,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > CLIENT_CORE:
         os.sched_setaffinity(0, {CLIENT_CORE})
     modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.deflate]
+    servers = [kind for kind in KINDS if kind in args.servers.split(",")]
+    if "bare" not in servers:
+        parser.error("--servers: the bare broadcast is the yardstick: keep bare")
     print(
         f"# {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"servers on core {SERVER_CORE}, clients on core {CLIENT_CORE}; load average "
@@ -560,8 +621,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for deflate in modes:
             for scenario in args.scenarios.split(","):
                 for n in sizes:
-                    runs: dict[str, list[Result]] = {"bare": [], "gateway": []}
-                    # Rounds alternate the servers, so both see the same machine.
+                    runs: dict[str, list[Result]] = {kind: [] for kind in servers}
+                    # Rounds alternate the servers, so all see the same machine.
                     for _ in range(args.rounds):
                         for kind, measured in runs.items():
                             result = asyncio.run(
