@@ -430,3 +430,72 @@ async def test_the_fanned_out_path_and_strawberrys_send_the_same(
                 else:
                     heard[message["id"]].append(message["payload"]["data"]["jobProgress"])
     assert heard == {"fast": [job, *changes], "strawberry": [job, *changes]}
+
+
+async def tasks_running(gateway: Server) -> int:
+    async with httpx.AsyncClient() as http:
+        count: int = (await http.get(gateway.url + "/readyz")).json()["tasks"]
+        return count
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_job_updates_fanned_out_and_by_strawberry_send_the_same(
+    gateway: Server, jobs: JobsClient, protocol: str
+) -> None:
+    """`jobUpdates` too is fanned out (no task per subscription); a directive sends it
+    strawberry's way, and both hear the same changes: what matches after each change,
+    a deletion where the job matched before it, not a change that makes it stop matching."""
+    video = str(uuid.uuid4())
+    filters: dict[str, dict[str, Any] | None] = {
+        "all": None,
+        "video": {"video": video},
+        "completed": {"video": video, "status": "COMPLETED"},
+        "in progress": {"video": video, "status": "IN_PROGRESS"},
+        "with deleted": {"video": video, "includeDeleted": True},
+    }
+    by_strawberry = JOB_UPDATES.replace("{ id ", "{ id @include(if: true) ", 1)
+    assert by_strawberry != JOB_UPDATES
+    barrier = await jobs.create()
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(gateway.ws_url, protocol) as ws:
+            before = await tasks_running(gateway)
+            for name, job_filter in filters.items():
+                await ws.subscribe(f"fast {name}", JOB_UPDATES, filter=job_filter)
+                await ws.subscribe(f"strawberry {name}", by_strawberry, filter=job_filter)
+            await ws.subscribe("ready", JOB_PROGRESS, id=barrier["id"])
+            assert await ws.job("ready") == barrier
+            # strawberry runs a task per subscription; the fanned-out ones hold none.
+            assert await tasks_running(gateway) - before < len(filters) + 3
+
+            created = await jobs.create(video)
+            progressed = await jobs.report(created, 50)
+            other = await jobs.create(video)
+            completed = await jobs.report(other, 10, "COMPLETED")
+            other_deleted = await jobs.delete(other)
+            deleted = await jobs.delete(created)
+            # (A deletion is sent where the job matched before it; the completion is not
+            # sent to "in progress": after it, the job no longer matches.)
+            everything = [created, progressed, other, completed, other_deleted, deleted]
+            expected = {
+                "all": everything,
+                "video": everything,
+                "completed": [completed, other_deleted],
+                "in progress": [created, progressed, other, deleted],
+                "with deleted": everything,
+            }
+            heard: dict[str, list[dict[str, Any]]] = {
+                f"{path} {name}": [] for path in ("fast", "strawberry") for name in filters
+            }
+            waiting = set(heard)
+            while waiting:
+                message = await ws.receive()
+                assert message["type"] == ws.next_type, message
+                job = message["payload"]["data"]["jobUpdates"]
+                if job["video"] == video:
+                    heard[message["id"]].append(job)
+                    if job == expected[message["id"].split(" ", 1)[1]][-1]:
+                        waiting.discard(message["id"])
+
+    for name, jobs_expected in expected.items():
+        assert heard[f"fast {name}"] == jobs_expected, name
+        assert heard[f"strawberry {name}"] == jobs_expected, name

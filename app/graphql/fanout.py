@@ -1,24 +1,32 @@
-"""`jobProgress` served below strawberry: one execution per change, frames written to sockets.
+"""`jobProgress` and `jobUpdates` below strawberry: one execution per change, frames to sockets.
 
 strawberry runs every subscription as its own task: each change travels through
 a chain of async iterators, the extensions' hooks and an encoding, once per
-subscriber (~120 µs each, ~30 KiB of objects per subscription). Here, the
-subscribers of a job that sent the same document and variables from the same tenant
-form one `_Group`, which the event listener hands each change to: the group executes
-the document once, encodes the result once, and writes the `next` frame to each
-subscriber's socket at once, as a bare WebSocket broadcast would. A subscription is
-a small `_Subscriber` (its id, its connection, where its snapshot stands).
+subscriber (~120 µs each, ~30 KiB of objects per subscription). Here, subscribers
+that sent the same document and variables from the same tenant form one `_Group`: of
+one job (`jobProgress`), or of the tenant's changes one filter is concerned with
+(`jobUpdates`, registered per tenant, its filter checked once per change for the whole
+group). The event listener hands the group each change: it executes the document once,
+encodes the result once, and writes the `next` frame to each subscriber's socket at
+once, as a bare WebSocket broadcast would. A subscription is a small `_Subscriber` (its
+id, its connection, where its snapshot stands). `jobUpdates` has no snapshot: it hears
+changes from the moment it is subscribed.
 
 A write never waits: uvicorn puts a frame in the transport's buffer and returns.
 Only when a client stops reading and that buffer is full does its connection's
 `Outbox` hand the write to a task; until it is done, later frames wait in the outbox,
-each subscription's latest state only (a slow client gets where the job is now, and
-holds up nobody).
+per subscription and job the latest state only: a slow `jobProgress` client gets where
+its job is now, a slow `jobUpdates` client where each job it heard of is now, in the
+order of their latest changes. A `jobUpdates` subscription with more than
+MAILBOX_LIMIT jobs waiting is ended as strawberry's way ends it (what waits is dropped;
+the `SUBSCRIPTION_INTERRUPTED` error saying it fell behind, then `complete`), and so is
+every one of a tenant's after a broker outage too long to catch up with (`interrupt`).
+Either way a slow client holds up nobody, and what waits for it is bounded.
 
-Only what this path fully serves takes it (a valid subscription document whose one
-root field is `jobProgress`, for a job the caller may read); anything else, and any
-error on the way (NOT_FOUND, a bad variable, ...), goes strawberry's own way, which
-reports it as it always does.
+Only what this path fully serves takes it (a valid subscription document without
+directives whose one root field is `jobProgress`, for a job the caller may read, or
+`jobUpdates`); anything else, and any error on the way (NOT_FOUND, a bad variable, a
+missing scope...), goes strawberry's own way, which reports it as it always does.
 """
 
 from __future__ import annotations
@@ -69,13 +77,13 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 )
 
 from app.auth import READ
-from app.errors import Unauthenticated
+from app.errors import SubscriptionInterrupted, Unauthenticated
 from app.graphql.context import Context
 from app.graphql.errors import QUERY_TOO_COMPLEX, MaskUnexpected, assign_code, log_unexpected
 from app.graphql.subscriptions import frozen
 from app.graphql.types import Job
 from app.jobs import model
-from app.jobs.events import JobEvents, order_key
+from app.jobs.events import FELL_BEHIND, MAILBOX_LIMIT, JobEvents, order_key
 
 logger = logging.getLogger("app.graphql")
 
@@ -95,7 +103,9 @@ class Outbox:
 
     A frame is written at once. If the write cannot finish (the client stopped reading
     and the transport paused writing), one task finishes it, and until then later
-    frames wait here: per subscription, its latest `next` and its `complete`.
+    frames wait here, per subscription: the latest `next` of each job (one for
+    `jobProgress`; for `jobUpdates`, of each job it heard of, in the order of their
+    latest changes, at most MAILBOX_LIMIT jobs), then its final frame.
     """
 
     __slots__ = ("_send", "_waiting", "_writing", "closed")
@@ -103,20 +113,26 @@ class Outbox:
     def __init__(self, send: Callable[[str], Coroutine[Any, Any, None]]) -> None:
         self._send = send
         self._writing: asyncio.Task[None] | None = None
-        # Operation id -> [its latest `next` frame, its final frame].
-        self._waiting: dict[str, list[str | None]] = {}
+        # Operation id -> its frames waiting, by job (None: its one job; _FINAL last).
+        self._waiting: dict[str, dict[Hashable, str]] = {}
         self.closed = False
 
-    def write(self, op: str, frame: str, final: bool = False) -> None:
+    def write(self, op: str, frame: str, job: Hashable = None, final: bool = False) -> bool:
+        """Send or keep `frame`; False once `op` has more than MAILBOX_LIMIT jobs waiting."""
         if self.closed:
-            return
+            return True
         if self._writing is None:
             self._start(frame)
-            return
+            return True
         slot = self._waiting.get(op)
         if slot is None:
-            slot = self._waiting[op] = [None, None]
-        slot[1 if final else 0] = frame
+            slot = self._waiting[op] = {}
+        key = _FINAL if final else job
+        # A later state replaces the one waiting, and goes after the other jobs' (as a
+        # compacted `Mailbox` does): each job's states stay in order.
+        slot.pop(key, None)
+        slot[key] = frame
+        return len(slot) <= MAILBOX_LIMIT
 
     def drop(self, op: str) -> None:
         """Forget what waits for `op` (its client ended it)."""
@@ -146,16 +162,22 @@ class Outbox:
     async def _finish(self, send: Coroutine[Any, Any, None], blocker: Any) -> None:
         try:
             await _Resume(send, blocker)
+            # One frame at a time, so what waits is what `write` counts.
             while self._waiting and not self.closed:
-                op = next(iter(self._waiting))
-                for frame in self._waiting.pop(op):
-                    if frame is not None:
-                        await self._send(frame)
+                op, slot = next(iter(self._waiting.items()))
+                frame = slot.pop(next(iter(slot)))
+                if not slot:
+                    del self._waiting[op]
+                await self._send(frame)
         except Exception:
             self.closed = True
             self._waiting.clear()
         finally:
             self._writing = None
+
+
+# The key of a subscription's final frame in the outbox (after its `next` frames).
+_FINAL = object()
 
 
 class _Resume:
@@ -191,15 +213,22 @@ class _Resume:
 # --- which subscriptions take this path -------------------------------------------------
 
 
-class _Plan:
-    """A subscription document this path serves: one `jobProgress` field at the root."""
+# The root fields this path serves.
+_FIELDS = ("jobProgress", "jobUpdates")
 
-    __slots__ = ("document", "field", "field_def")
+
+class _Plan:
+    """A subscription document this path serves: one `jobProgress` or `jobUpdates` field
+    at the root."""
+
+    __slots__ = ("document", "field", "field_def", "updates")
 
     def __init__(self, document: DocumentNode, field: FieldNode, field_def: GraphQLField) -> None:
         self.document = document
         self.field = field
         self.field_def = field_def
+        # `jobUpdates`: the tenant's changes its filter is concerned with, from now on.
+        self.updates = field.name.value == "jobUpdates"
 
 
 class _HasDirectives(Visitor):
@@ -264,31 +293,34 @@ class Fanout:
             return None
         field = selections[0]
         subscription = self.schema.subscription_type
-        if field.name.value != "jobProgress" or subscription is None:
+        if field.name.value not in _FIELDS or subscription is None:
             return None
         directives = _HasDirectives()
         visit(document, directives)  # @skip, @include, @defer...: strawberry's way
         if directives.found:
             return None
-        return _Plan(document, field, subscription.fields["jobProgress"])
+        return _Plan(document, field, subscription.fields[field.name.value])
 
 
 # --- one execution per change, one frame per subscriber ---------------------------------
 
 
 class _Group:
-    """The subscribers of one job that asked the same (document, variables, tenant).
+    """The subscribers that asked the same (document, variables, tenant): of one job
+    (`jobProgress`), or of the tenant's changes one filter is concerned with (`jobUpdates`).
 
-    The event listener hands it each change (`put`): executed once, encoded once,
-    written to every subscriber. Sound because a `Job`'s fields depend on the job
-    alone, never on who asks.
+    The event listener hands it each change (`put`), having checked the filter once for
+    the group: executed once, encoded once, written to every subscriber. Sound because a
+    `Job`'s fields depend on the job alone, never on who asks.
     """
 
     __slots__ = (
         "_fanout",
         "_last",
         "events",
+        "executions",
         "executor",
+        "job_filter",
         "job_id",
         "key",
         "members",
@@ -308,6 +340,7 @@ class _Group:
         tenant: str,
         job_id: Any,
         public_url: str,
+        job_filter: model.JobFilter | None = None,
     ) -> None:
         self._fanout = fanout
         self.key = key
@@ -315,10 +348,14 @@ class _Group:
         self.plan = plan
         self.executor = executor
         self.tenant = tenant
+        # One of the two: the job followed, or the filter of the tenant's changes heard.
         self.job_id = job_id
+        self.job_filter = job_filter
         self.public_url = public_url
         self.members: set[_Subscriber] = set()
         self.served = 0
+        # Changes executed (and encoded), once each whatever the group's size.
+        self.executions = 0
         # The last job rendered and its `payload` JSON.
         self._last: tuple[model.Job, str] | None = None
 
@@ -330,6 +367,12 @@ class _Group:
         # Called by the event listener, which must survive whatever happens here.
         try:
             payload = self.render(job)
+            if self.job_filter is not None:
+                # `jobUpdates`: no snapshot, never ends with its jobs; each job's
+                # latest state waits for a slow client (up to MAILBOX_LIMIT jobs).
+                for member in list(self.members):
+                    member.connection.send_next(member, payload, job.id)
+                return
             key = order_key(job)
             ended = job.is_finished
             for member in list(self.members):
@@ -340,6 +383,14 @@ class _Group:
     def close(self) -> None:
         for member in list(self.members):
             member.end()
+
+    def interrupt(self, why: str) -> None:
+        """End every subscription with an error saying why (`SubscriptionInterrupted`)."""
+        for member in list(self.members):
+            if member.pending is None:
+                member.connection.interrupt(member, why)
+            else:  # (its snapshot is being read: jobProgress, never interrupted)
+                member.end()
 
     def join(self, member: _Subscriber) -> None:
         self.members.add(member)
@@ -357,6 +408,7 @@ class _Group:
         last = self._last
         if last is not None and last[0] is job:
             return last[1]
+        self.executions += 1
         result = self.executor.build_per_event_executor(
             Job.from_record(job, self.public_url)
         ).execute_operation(False)
@@ -420,7 +472,7 @@ class _Subscriber:
 
 
 class _FastPath:
-    """What both protocols' handlers add: serving `jobProgress` on this path."""
+    """What both protocols' handlers add: serving `jobProgress` and `jobUpdates` on this path."""
 
     view: Any  # the GraphQLView, which holds the `Fanout`
     context: Context
@@ -480,11 +532,17 @@ class _FastPath:
             )
             if isinstance(executor, list):  # variables that do not fit
                 return False
-            job_id = get_argument_values(plan.field_def, plan.field, executor.variable_values)["id"]
+            arguments = get_argument_values(plan.field_def, plan.field, executor.variable_values)
             variables_key = frozen(executor.variable_values.coerced)
+            job_filter = _job_filter(arguments["filter"]) if plan.updates else None
         except Exception:  # strawberry's way tells the client what is wrong
             return False
         public_url = context.settings.public_url
+        if job_filter is not None:
+            key: Hashable = (events, plan, variables_key, jobs.tenant, public_url)
+            self._watch(op_id, key, events, plan, executor, jobs.tenant, public_url, job_filter)
+            return True
+        job_id = arguments["id"]
         key = (events, plan, variables_key, jobs.tenant, job_id, public_url)
         group = fanout.groups.get(key)
         if group is None:
@@ -525,15 +583,54 @@ class _FastPath:
         subscriber.last = last
         return True
 
+    def _watch(
+        self,
+        op_id: str,
+        key: Hashable,
+        events: JobEvents,
+        plan: _Plan,
+        executor: Any,
+        tenant: str,
+        public_url: str,
+        job_filter: model.JobFilter,
+    ) -> None:
+        """`jobUpdates`: heard from now on (no snapshot), in the group of its question."""
+        fanout: Fanout = self.view.fanout
+        group = fanout.groups.get(key)
+        if group is None:
+            group = _Group(
+                fanout, key, events, plan, executor, tenant, None, public_url, job_filter
+            )
+            fanout.groups[key] = group
+            events.join(group)
+        subscriber = _Subscriber(self, op_id, group)
+        subscriber.pending = None
+        group.join(subscriber)
+        self._fast[op_id] = subscriber
+
     def outbox(self) -> Outbox:
         if self._outbox is None:
             self._outbox = Outbox(self.websocket.ws.send_text)
         return self._outbox
 
-    def send_next(self, subscriber: _Subscriber, payload: str) -> None:
+    def send_next(self, subscriber: _Subscriber, payload: str, job: Hashable = None) -> None:
         before, middle, after = self._next
         quoted = orjson.dumps(subscriber.id).decode()
-        self.outbox().write(subscriber.id, f"{before}{quoted}{middle}{payload}{after}")
+        frame = f"{before}{quoted}{middle}{payload}{after}"
+        if not self.outbox().write(subscriber.id, frame, job):
+            # Behind on too many jobs (`jobUpdates`), as a `Mailbox` would be.
+            self.interrupt(subscriber, FELL_BEHIND)
+
+    def interrupt(self, subscriber: _Subscriber, why: str) -> None:
+        """Drop what waits for the subscription, end it with an error saying why (as
+        strawberry's way ends a stream raising `SubscriptionInterrupted`), free it."""
+        if self._outbox is not None:
+            self._outbox.drop(subscriber.id)
+        error = GraphQLError(why, original_error=SubscriptionInterrupted(why))
+        assign_code(error, subscriber.group.plan.document)
+        payload = self.view.fanout.encode({"data": None, "errors": [error.formatted]})
+        self.send_next(subscriber, payload)
+        self.finish(subscriber)
 
     def finish(self, subscriber: _Subscriber) -> None:
         """The subscription is over: `complete`, and it frees what it held."""
@@ -561,6 +658,18 @@ class _FastPath:
             await self._outbox.close()
 
 
+def _job_filter(value: dict[str, Any] | None) -> model.JobFilter:
+    """`jobUpdates`' coerced `filter` argument as the model's (`JobFilter.to_model`)."""
+    if value is None:
+        return model.JobFilter()
+    return model.JobFilter(
+        status=value.get("status"),
+        video=value.get("video"),
+        profile=value.get("profile"),
+        include_deleted=value.get("includeDeleted", False),
+    )
+
+
 def _limit_reached(limit: int) -> GraphQLError:
     return GraphQLError(
         f"subscription limit reached: one connection runs at most {limit} operations at a time",
@@ -569,7 +678,7 @@ def _limit_reached(limit: int) -> GraphQLError:
 
 
 class TransportWSHandler(_FastPath, BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws, with `jobProgress` on the fast path."""
+    """graphql-transport-ws, with `jobProgress` and `jobUpdates` on the fast path."""
 
     _next = ('{"id":', ',"type":"next","payload":', "}")
     _complete = ('{"id":', ',"type":"complete"}')
@@ -641,7 +750,7 @@ class TransportWSHandler(_FastPath, BaseGraphQLTransportWSHandler[Context, None]
 
 
 class LegacyWSHandler(_FastPath, BaseGraphQLWSHandler[Context, None]):
-    """The legacy graphql-ws protocol, with `jobProgress` on the fast path."""
+    """The legacy graphql-ws protocol, with `jobProgress` and `jobUpdates` on the fast path."""
 
     _next = ('{"type":"data","id":', ',"payload":', "}")
     _complete = ('{"type":"complete","id":', "}")

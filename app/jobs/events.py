@@ -3,10 +3,10 @@
 `JobEvents.publish` sends a changed job through the broker (`app.jobs.broker`:
 memory://, redis:// or postgres:// LISTEN/NOTIFY). Each process holds ONE broker
 subscription; its listener hands every event to the local subscribers' `Mailbox`es
-(or other `Listener`s, such as app.graphql.fanout's groups of `jobProgress`
-subscribers) without ever waiting on one of them, so a slow or vanished client holds
-up nobody. A mailbox is bounded: when its client falls behind, it keeps each job's
-latest state only.
+(or other `Listener`s, such as app.graphql.fanout's groups of `jobProgress` and
+`jobUpdates` subscribers) without ever waiting on one of them, so a slow or vanished
+client holds up nobody. A mailbox is bounded: when its client falls behind, it keeps
+each job's latest state only.
 
 When the broker goes away, changes are still committed and heard by this process's
 own subscribers; once it is back, every change it could not carry is published
@@ -44,6 +44,11 @@ logger = logging.getLogger("app.events")
 MAILBOX_LIMIT = 64
 # Jobs whose last dispatched state the listener remembers, to drop late duplicates.
 RECENT_JOBS = 10_000
+# Why a `jobUpdates` subscription behind on more than MAILBOX_LIMIT jobs ends.
+FELL_BEHIND = (
+    f"this subscription fell more than {MAILBOX_LIMIT} jobs behind; "
+    "subscribe again (and reload what it showed)"
+)
 # Seconds open subscriptions get to end when the process stops.
 CLOSE_TIMEOUT = 5.0
 # Changed jobs whose publishing waits for the broker to come back; beyond this the
@@ -133,11 +138,16 @@ def decode(fields: dict[str, Any]) -> Job:
 
 
 class Listener(Protocol):
-    """What the listener hands a followed job's changes to: a `Mailbox`, or anything that
-    takes them at once without waiting (app.graphql.fanout serves many subscribers so)."""
+    """What the listener hands changes to: a `Mailbox`, or anything that takes them at
+    once without waiting (app.graphql.fanout serves many subscribers so).
+
+    One job's changes (`job_id` set), or the tenant's changes its `job_filter` is
+    concerned with (`jobUpdates`: `job_id` None), checked once per listener.
+    """
 
     tenant: str
     job_id: uuid.UUID | None
+    job_filter: JobFilter | None
 
     @property
     def size(self) -> int:
@@ -153,6 +163,11 @@ class Listener(Protocol):
 
     def close(self) -> None:
         """End its subscriptions (clients get `complete`); each is released once ended."""
+        ...
+
+    def interrupt(self, why: str) -> None:
+        """Changes were missed that cannot be caught up with: end its subscriptions with
+        an error saying why (`SubscriptionInterrupted`)."""
         ...
 
 
@@ -200,10 +215,7 @@ class Mailbox:
         self._pending = deque(latest.values())
         if len(self._pending) > MAILBOX_LIMIT:
             # Too many different jobs to keep: better a clear error than a wrong list.
-            self.interrupt(
-                f"this subscription fell more than {MAILBOX_LIMIT} jobs behind; "
-                "subscribe again (and reload what it showed)"
-            )
+            self.interrupt(FELL_BEHIND)
 
     def close(self) -> None:
         self.closed = True
@@ -297,7 +309,7 @@ class JobEvents:
         self._states = states
         self._broker = Broker(url, self._receive, self._catch_up if states is not None else None)
         self._by_job: dict[uuid.UUID, set[Listener]] = {}
-        self._by_tenant: dict[str, set[Mailbox]] = {}
+        self._by_tenant: dict[str, set[Listener]] = {}
         self._recent: OrderedDict[uuid.UUID, tuple[datetime, bool, bool, int]] = OrderedDict()
         # Jobs changed while the broker was away, to publish once it is back.
         self._unpublished: OrderedDict[uuid.UUID, None] = OrderedDict()
@@ -403,8 +415,8 @@ class JobEvents:
                 tenant, since - CATCH_UP_MARGIN, CATCH_UP_LIMIT + 1
             )
             if len(changed) > CATCH_UP_LIMIT:
-                for mailbox in list(self._by_tenant.get(tenant, ())):
-                    mailbox.interrupt(
+                for listener in list(self._by_tenant.get(tenant, ())):
+                    listener.interrupt(
                         f"more than {CATCH_UP_LIMIT} jobs changed while the event broker "
                         "was unreachable; subscribe again (and reload what it showed)"
                     )
@@ -427,9 +439,13 @@ class JobEvents:
         return mailbox
 
     def join(self, listener: Listener) -> None:
-        """Hand `listener` its job's changes from now on (before its snapshot is read)."""
-        assert listener.job_id is not None
-        self._watch(self._by_job.setdefault(listener.job_id, set()), listener)
+        """Hand `listener` its job's changes from now on (before its snapshot is read), or
+        without a job, the changes of its tenant's jobs its filter is concerned with."""
+        if listener.job_id is not None:
+            self._watch(self._by_job.setdefault(listener.job_id, set()), listener)
+        else:
+            assert listener.job_filter is not None
+            self._watch(self._by_tenant.setdefault(listener.tenant, set()), listener)
 
     def stream(self, mailbox: Mailbox, snapshot: Job | None = None) -> JobStream:
         return JobStream(self, mailbox, snapshot)
@@ -490,11 +506,12 @@ class JobEvents:
         if len(self._recent) > RECENT_JOBS:
             self._recent.popitem(last=False)
 
-        # (A copy: a listener that ends its last subscription here gives itself back.)
-        for mailbox in tuple(self._by_job.get(job.id, ())):
-            if mailbox.tenant == job.tenant:
-                mailbox.put(job)
-        for mailbox in self._by_tenant.get(job.tenant, ()):
-            assert mailbox.job_filter is not None
-            if concerns(mailbox.job_filter, job):
-                mailbox.put(job)
+        # (Copies: a listener that ends its last subscription here gives itself back.)
+        for listener in tuple(self._by_job.get(job.id, ())):
+            if listener.tenant == job.tenant:
+                listener.put(job)
+        # Once per listener: a group of `jobUpdates` subscribers checks its filter once.
+        for listener in tuple(self._by_tenant.get(job.tenant, ())):
+            assert listener.job_filter is not None
+            if concerns(listener.job_filter, job):
+                listener.put(job)
