@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.subscriptions [--sizes 1000,5000,10000] [--updates 10]
                                             [--jobs 100] [--deflate both|on|off]
+                                            [--scenarios "one job,many jobs,updates"]
 
 For each N it starts, one at a time, the real gateway (uvicorn, open mode, a fresh
 SQLite file) and two bare Starlette apps (`bare_app` below: a set of sockets per job
@@ -14,6 +15,9 @@ Two scenarios per server:
   other, each awaited until every subscriber has it;
 - many jobs: N subscribers spread over `--jobs` jobs; each round reports on every
   job at once.
+- updates (on request: `--scenarios updates`): as one job, but the gateway's
+  subscribers send `jobUpdates` without a filter (a dashboard's open tabs); it says
+  nothing until a change, so reports are made until each has heard one first.
 
 A report is `updateJobProgress` over HTTP on the gateway (stored in SQLite, then
 published). The bare servers are the yardsticks: *bare* is handed the `next`
@@ -70,6 +74,7 @@ CONNECTING_AT_ONCE = 200
 STEP_LIMIT = 120.0
 FIELDS = "id status progress updatedAt"
 SUBSCRIBE = f"subscription ($id: UUID!) {{ jobProgress(id: $id) {{ {FIELDS} }} }}"
+UPDATES = f"subscription {{ jobUpdates {{ {FIELDS} }} }}"
 REPORT = (
     "mutation ($id: UUID!, $progress: Int!) "
     f"{{ updateJobProgress(id: $id, progress: $progress) {{ {FIELDS} }} }}"
@@ -331,10 +336,14 @@ class Client(asyncio.Protocol):
         self.messages += 1
         gateway = self.bench.kind == "gateway"
         if gateway and self.messages == 1:  # connection_ack
-            self.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
-                "query": SUBSCRIBE, "variables": {"id": self.job}}}))  # fmt: skip
+            payload = {"query": UPDATES} if self.bench.updates else {
+                "query": SUBSCRIBE, "variables": {"id": self.job}}  # fmt: skip
+            self.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            if self.bench.updates:  # nothing comes until a change (see `measure`)
+                self.subscribed.set_result(None)
             return
-        if self.messages == (2 if gateway else 1):  # the job now / "subscribed"
+        if self.messages == (2 if gateway else 1) and not self.bench.updates:
+            # the job now / "subscribed"
             self.subscribed.set_result(None)
             return
         if self.check:
@@ -367,6 +376,8 @@ class Bench:
         self.server = server
         self.clients: list[Client] = []
         self.round: Round | None = None
+        # Subscribing to `jobUpdates` (the gateway in the updates scenario).
+        self.updates = False
 
     def arrived(self, job: str, now: float) -> None:
         current = self.round
@@ -487,22 +498,30 @@ async def measure(
     bench = Bench(server, deflate)
     reporter = Reporter(server)
     try:
-        jobs = await create_jobs(reporter, 1 if scenario == "one job" else job_count)
+        jobs = await create_jobs(reporter, job_count if scenario == "many jobs" else 1)
         # Warm up (imports, caches, the first subscription), then take the baseline.
         warm = Bench(server, deflate)
         await warm.connect(jobs[:1], 1)
         warm.close()
         await asyncio.sleep(0.5)
         before = server.rss_kib()
+        bench.updates = scenario == "updates" and kind == "gateway"
         await bench.connect(jobs, n)
+        first = 1
+        while bench.updates and any(client.messages < 2 for client in bench.clients):
+            await report(reporter, jobs[0], first)  # until each has heard one change
+            first += 1
+            await asyncio.sleep(0.3)
         await asyncio.sleep(1.0)
         per_subscription = (server.rss_kib() - before) / n
+        for client in bench.clients:
+            client.seen.clear()
 
         await reporter.open(len(jobs))
         latencies: list[float] = []
         lasts: list[float] = []
         cpu_before = server.cpu_seconds()
-        for progress in range(1, updates + 1):
+        for progress in range(first, first + updates):
             current = Round(expected=n)
             bench.round = current
 
@@ -520,10 +539,10 @@ async def measure(
         for client in bench.clients:
             if client.check:
                 progresses = [
-                    json.loads(text)["payload"]["data"]["jobProgress"]["progress"]
+                    next(iter(json.loads(text)["payload"]["data"].values()))["progress"]
                     for text in client.seen
                 ]
-                assert progresses == list(range(1, updates + 1)), progresses
+                assert progresses == list(range(first, first + updates)), progresses
     except BaseException:
         print(f"{kind} failed; the end of its log:\n{server.log.read_text()[-3000:]}", flush=True)
         raise
