@@ -52,7 +52,9 @@ class Settings:
             auth_jwt_audience=env.get("AUTH_JWT_AUDIENCE") or None,
             auth_jwt_issuer=env.get("AUTH_JWT_ISSUER") or None,
             migrate_on_start=_flag(env, "MIGRATE_ON_START", defaults.migrate_on_start),
-            database_pool_size=_pool_size(env.get("DATABASE_POOL_SIZE"), defaults.database_pool_size),
+            database_pool_size=_pool_size(
+                env.get("DATABASE_POOL_SIZE"), defaults.database_pool_size
+            ),
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth),
             max_query_aliases=_int(env, "MAX_QUERY_ALIASES", defaults.max_query_aliases),
             max_query_tokens=_int(env, "MAX_QUERY_TOKENS", defaults.max_query_tokens),

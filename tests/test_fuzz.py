@@ -47,7 +47,15 @@ REST_ERRORS = {
     422: {"BAD_USER_INPUT"},
 }
 # Words that only appear when an exception's text escapes.
-LEAKS = ("Traceback", "Error(", "sqlite3.", "aiosqlite", "sqlalchemy.", 'File "', "object has no attribute")
+LEAKS = (
+    "Traceback",
+    "Error(",
+    "sqlite3.",
+    "aiosqlite",
+    "sqlalchemy.",
+    'File "',
+    "object has no attribute",
+)
 
 # FUZZ_SCALE=0.2 for a quick run, 10 for a long hunt (the counts below are for 1).
 SCALE = float(os.environ.get("FUZZ_SCALE") or 1)

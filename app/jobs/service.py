@@ -77,9 +77,7 @@ class Jobs:
     ) -> Job:
         self.allow(REPORT)
         with database_calls():
-            job = await store.update_progress(
-                self.database, self.tenant, job_id, progress, status
-            )
+            job = await store.update_progress(self.database, self.tenant, job_id, progress, status)
         await self.events.publish(job)
         return job
 
