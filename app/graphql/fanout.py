@@ -40,6 +40,7 @@ from contextlib import suppress
 from typing import Any
 
 import orjson
+import strawberry
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -56,6 +57,7 @@ from graphql import (
     visit,
 )
 from graphql.execution.values import get_argument_values
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -75,13 +77,14 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyConnectionInitMessage,
 )
+from strawberry.types.arguments import convert_arguments
 
 from app.auth import READ
 from app.errors import SubscriptionInterrupted, Unauthenticated
 from app.graphql.context import Context
 from app.graphql.errors import QUERY_TOO_COMPLEX, MaskUnexpected, assign_code, log_unexpected
 from app.graphql.subscriptions import frozen
-from app.graphql.types import Job
+from app.graphql.types import Job, JobFilter
 from app.jobs import model
 from app.jobs.events import FELL_BEHIND, MAILBOX_LIMIT, JobEvents, order_key
 
@@ -243,13 +246,16 @@ class Fanout:
 
     def __init__(
         self,
-        schema: GraphQLSchema,
+        schema: strawberry.Schema,
         executor_class: Any,
         rules: list[Any],
         max_tokens: int,
         encode: Callable[[object], str],
     ) -> None:
-        self.schema = schema
+        self.schema: GraphQLSchema = schema._schema
+        # What strawberry converts a resolver's arguments with (`arguments`).
+        self._scalars = schema.schema_converter.scalar_registry
+        self._config = schema.config
         # Builds an execution of a plan's document (`Executor.build`).
         self.executor_class = executor_class
         # JSON text, as the view encodes every other message.
@@ -258,6 +264,14 @@ class Fanout:
         self._max_tokens = max_tokens
         self._plans: OrderedDict[tuple[str, str | None], _Plan | None] = OrderedDict()
         self.groups: dict[Hashable, _Group] = {}
+
+    def arguments(self, plan: _Plan, values: dict[str, Any]) -> dict[str, Any]:
+        """The root field's coerced argument values as its resolver gets them (input
+        objects as their strawberry types), converted as strawberry converts them."""
+        field = plan.field_def.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+        return convert_arguments(
+            values, field.arguments, scalar_registry=self._scalars, config=self._config
+        )
 
     def plan(self, query: object, operation_name: object) -> _Plan | None:
         if not isinstance(query, str) or not isinstance(operation_name, str | None):
@@ -534,7 +548,11 @@ class _FastPath:
                 return False
             arguments = get_argument_values(plan.field_def, plan.field, executor.variable_values)
             variables_key = frozen(executor.variable_values.coerced)
-            job_filter = _job_filter(arguments["filter"]) if plan.updates else None
+            job_filter = (
+                JobFilter.to_model(fanout.arguments(plan, arguments).get("filter"))
+                if plan.updates
+                else None
+            )
         except Exception:  # strawberry's way tells the client what is wrong
             return False
         public_url = context.settings.public_url
@@ -656,18 +674,6 @@ class _FastPath:
             self._stop(op_id)
         if self._outbox is not None:
             await self._outbox.close()
-
-
-def _job_filter(value: dict[str, Any] | None) -> model.JobFilter:
-    """`jobUpdates`' coerced `filter` argument as the model's (`JobFilter.to_model`)."""
-    if value is None:
-        return model.JobFilter()
-    return model.JobFilter(
-        status=value.get("status"),
-        video=value.get("video"),
-        profile=value.get("profile"),
-        include_deleted=value.get("includeDeleted", False),
-    )
 
 
 def _limit_reached(limit: int) -> GraphQLError:

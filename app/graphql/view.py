@@ -30,7 +30,7 @@ def _json_text(data: object) -> str:
 class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
     """GraphQL over HTTP (rules in app.graphql.http) and over WebSocket at /graphql."""
 
-    # `jobProgress` is fanned out below strawberry (app.graphql.fanout).
+    # `jobProgress` and `jobUpdates` are fanned out below strawberry (app.graphql.fanout).
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
@@ -50,7 +50,7 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         super().__init__(schema, **options)  # type: ignore[arg-type]
         self.settings = settings
         self.fanout = Fanout(
-            schema._schema,
+            schema,
             Executor,
             validation_rules(settings),
             settings.max_query_tokens,
