@@ -48,7 +48,7 @@ from bench.scenarios import (
     prepare_database,
     scenarios,
 )
-from tests.servers import free_port
+from support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"

@@ -595,7 +595,7 @@ async def existing_sample(url: str, count: int) -> Sample | None:
         await database.disconnect()
 
 
-def _statement(query: Query, sample: Sample) -> sa.Select[Any]:
+def _statement(query: Query, sample: Sample) -> Any:
     after = sample.middle_seq if query.deep else None
     return store.list_query(query.tenant, query.job_filter, PAGE + 1, after)
 

@@ -64,7 +64,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bench.baselines import Reused, report_progress, routes
-from tests.servers import free_port
+from support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CORE, CLIENT_CORE = 0, 1
@@ -336,9 +336,9 @@ class Client(asyncio.Protocol):
         self.messages += 1
         gateway = self.bench.kind == "gateway"
         if gateway and self.messages == 1:  # connection_ack
-            payload = {"query": UPDATES} if self.bench.updates else {
+            operation = {"query": UPDATES} if self.bench.updates else {
                 "query": SUBSCRIBE, "variables": {"id": self.job}}  # fmt: skip
-            self.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            self.send(json.dumps({"id": "1", "type": "subscribe", "payload": operation}))
             if self.bench.updates:  # nothing comes until a change (see `measure`)
                 self.subscribed.set_result(None)
             return

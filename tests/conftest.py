@@ -12,8 +12,8 @@ from starlette.testclient import TestClient
 from app import db
 from app.main import create_app
 from app.settings import Settings
-from tests.postgres import PostgresDatabases
-from tests.servers import Server, start_server
+from support.postgres import PostgresDatabases
+from support.servers import Server, start_server
 
 PUBLIC_URL = "https://api.example.test"
 

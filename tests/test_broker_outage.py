@@ -20,9 +20,9 @@ import anyio
 import httpx2 as httpx
 import pytest
 
+from support.servers import Server, start_server
+from support.services import RedisServer
 from tests.jobs_client import JobsClient
-from tests.servers import Server, start_server
-from tests.services import RedisServer
 from tests.wsclient import JOB_PROGRESS, JOB_UPDATES, GraphQLSocket, graphql_socket
 
 pytestmark = pytest.mark.anyio

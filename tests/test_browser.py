@@ -22,8 +22,8 @@ import jwt
 import pytest
 
 from app.web import assets
+from support.servers import ROOT, Server, start_server
 from tests.jobs_data import request_object
-from tests.servers import ROOT, Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPTS = ROOT / "tests" / "browser"

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from app import db, health
 from app.main import create_app
 from app.settings import Settings
-from tests.servers import ROOT, free_port
+from support.servers import ROOT, free_port
 
 
 def check(**env: str) -> tuple[int, list[str]]:

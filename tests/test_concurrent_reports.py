@@ -10,8 +10,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from support.servers import Server
 from tests.jobs_data import REPORT, request_object
-from tests.servers import Server
 
 TASKS = 50
 REPORTS_PER_TASK = 20

@@ -1,8 +1,8 @@
 """SIGKILL at random moments under a steady stream of writes: nothing acknowledged is lost.
 
-The short version of `python -m bench.crash` (3 kills here, 20 there), on SQLite and
+The short version of `python -m drills.crash` (3 kills here, 20 there), on SQLite and
 on PostgreSQL (TEST_POSTGRES_URL). The seed is in the failure message, so a failing
-run can be repeated with `python -m bench.crash --seed N`.
+run can be repeated with `python -m drills.crash --seed N`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import crash
+from drills import crash
 
 pytestmark = pytest.mark.anyio
 

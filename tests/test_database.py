@@ -139,7 +139,7 @@ async def test_rows_read_every_way_databases_offers(database: Database) -> None:
         sa.select(db.jobs.c.id, db.jobs.c.tenant, db.jobs.c.progress).where(db.jobs.c.id == job.id)
     )
     assert row is not None
-    assert (row["tenant"], row[1], row.tenant, row._mapping["tenant"]) == (TENANT,) * 4
+    assert (row["tenant"], row[1], row.tenant, row._mapping["tenant"]) == (TENANT,) * 4  # type: ignore[attr-defined]
     assert str(row["id"]) == str(job.id)
     assert dict(row._mapping)["progress"] == 0
     assert list(row._mapping.keys()) == list(row) == ["id", "tenant", "progress"]

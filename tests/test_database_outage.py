@@ -25,10 +25,10 @@ import anyio
 import httpx2 as httpx
 import pytest
 
+from support.servers import Server, start_server
+from support.services import PostgresCluster
 from tests.jobs_client import JobsClient
 from tests.jobs_data import GET, REPORT, request_object
-from tests.servers import Server, start_server
-from tests.services import PostgresCluster
 from tests.wsclient import JOB_PROGRESS, graphql_socket
 
 pytestmark = pytest.mark.anyio

@@ -105,7 +105,7 @@ def _boxes(trouble: str | None) -> list[Box]:
     ]
 
 
-def _schema(executor: type | None, extensions: list[Any]) -> Callable[[str | None], Any]:
+def _schema(executor: type | None, extensions: list[Any]) -> Callable[..., Any]:
     trouble: list[str | None] = [None]
 
     @strawberry.type
@@ -121,7 +121,7 @@ def _schema(executor: type | None, extensions: list[Any]) -> Callable[[str | Non
     schema = strawberry.Schema(
         query=Query,
         extensions=extensions,
-        **({"execution_context_class": executor} if executor else {}),
+        execution_context_class=executor,
     )
 
     async def run(query: str, problem: str | None = None, **variables: Any) -> Any:
@@ -129,7 +129,7 @@ def _schema(executor: type | None, extensions: list[Any]) -> Callable[[str | Non
         result = await schema.execute(query, variable_values=variables)
         return result.data, [error.formatted for error in result.errors or ()]
 
-    return run  # type: ignore[return-value]
+    return run
 
 
 ALL = "name count maybe required tags loose strict color when ident"

@@ -16,7 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.graphql.http import negotiate
-from tests.servers import ROOT, Server
+from support.servers import ROOT, Server
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"

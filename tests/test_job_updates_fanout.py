@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from app.graphql.fanout import Fanout
 from app.jobs import events
 from app.main import create_app
 from app.settings import Settings
+from support.servers import free_port
 from tests.jobs_client import JobsClient
-from tests.servers import free_port
 from tests.wsclient import JOB_UPDATES, LEGACY_WS, PROTOCOLS, TRANSPORT_WS, graphql_socket
 
 pytestmark = pytest.mark.anyio
@@ -64,7 +65,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[InProcess]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/jobs.db", public_url=url))
-    view = next(
+    view: Any = next(
         route.endpoint
         for route in app.routes
         if isinstance(route, WebSocketRoute) and route.path == "/graphql"
@@ -265,4 +266,4 @@ async def test_a_broker_outage_too_long_to_catch_up_ends_fanned_out_subscription
                     protocol, "strawberry", why
                 )
                 assert not gateway.update_groups()
-                await until(lambda hub=hub: hub.subscriber_count == 0)
+                await until(partial(lambda hub: hub.subscriber_count == 0, hub))

@@ -21,7 +21,7 @@ from app import db
 from app.jobs import store
 from app.jobs.model import new_job
 from app.settings import Settings
-from tests.servers import ROOT
+from support.servers import ROOT
 
 # Every revision, oldest first.
 REVISIONS = [

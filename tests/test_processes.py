@@ -19,8 +19,8 @@ import anyio
 import httpx2 as httpx
 import pytest
 
+from support.servers import ROOT, Server, start_server
 from tests.jobs_data import REPORT, request_object
-from tests.servers import ROOT, Server, start_server
 from tests.wsclient import JOB_PROGRESS, JOB_UPDATES, LEGACY_WS, graphql_socket
 
 # Both gateways stand behind one address, so they give out the same job URLs.
@@ -198,7 +198,7 @@ async def test_concurrent_reports_through_both_gateways_keep_the_state_rules(
         job = (await client.post(gateways[0].url + "/encoding/jobs", json=request_object())).json()
         reports: list[Report] = []
 
-        async def report(index: int, progress: int, status: str | None) -> None:
+        async def send_report(index: int, progress: int, status: str | None) -> None:
             # Alternate gateways and paths: GraphQL on one, REST on the other.
             server = gateways[index % 2]
             sent = time.perf_counter()
@@ -221,7 +221,7 @@ async def test_concurrent_reports_through_both_gateways_keep_the_state_rules(
             for step in range(8):
                 status = "COMPLETED" if (index, step) == (7, 6) else None
                 # The finishing report says 100: no other report can be higher.
-                await report(index + step, 100 if status else rng.randint(0, 95), status)
+                await send_report(index + step, 100 if status else rng.randint(0, 95), status)
 
         await asyncio.gather(*(worker(index) for index in range(16)))
         final = (await client.get(f"{gateways[1].url}/encoding/jobs/{job['id']}")).json()

@@ -69,7 +69,7 @@ def test_rest_and_graphql_see_the_same_job(client: TestClient) -> None:
 
 def test_unknown_job_is_404(client: TestClient) -> None:
     for method in ("GET", "DELETE", "PATCH"):
-        kwargs = {"json": {"progress": 1}} if method == "PATCH" else {}
+        kwargs: dict[str, Any] = {"json": {"progress": 1}} if method == "PATCH" else {}
         response = client.request(method, f"/encoding/jobs/{new_uuid()}", **kwargs)
         assert_error(response, 404, "NOT_FOUND")
 

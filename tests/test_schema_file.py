@@ -14,7 +14,7 @@ from graphql import (
 )
 
 from app.graphql.schema import create_schema
-from tests.servers import ROOT
+from support.servers import ROOT
 
 
 def test_schema_file_matches_the_code() -> None:

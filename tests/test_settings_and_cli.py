@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings, SettingsError
-from tests.servers import ROOT
+from support.servers import ROOT
 
 
 def test_defaults() -> None:

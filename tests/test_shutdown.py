@@ -20,9 +20,9 @@ import anyio
 import httpx2 as httpx
 import pytest
 
+from support.servers import Server, start_server
 from tests.jobs_client import JobsClient
 from tests.jobs_data import request_object
-from tests.servers import Server, start_server
 from tests.wsclient import JOB_PROGRESS, graphql_socket
 
 pytestmark = pytest.mark.anyio

@@ -1,6 +1,6 @@
 import httpx2 as httpx
 
-from tests.servers import Server
+from support.servers import Server
 
 
 def test_served_by_uvicorn_creates_and_reads_a_job(server: Server) -> None:

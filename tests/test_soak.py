@@ -1,4 +1,4 @@
-"""A short soak (`python -m bench.soak` with fewer subscribers, for seconds not minutes):
+"""A short soak (`python -m drills.soak` with fewer subscribers, for seconds not minutes):
 no error of any kind, and after the last round the process is back to the memory
 it had after the first (within 10%) with no task left over."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak import Options, soak, table
+from drills.soak import Options, soak, table
 
 pytestmark = pytest.mark.anyio
 

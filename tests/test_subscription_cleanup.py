@@ -26,8 +26,8 @@ from app.jobs.events import JobEvents
 from app.jobs.model import Job, JobFilter, JobStatus
 from app.main import create_app
 from app.settings import Settings
+from support.servers import free_port
 from tests.jobs_client import JobsClient
-from tests.servers import free_port
 from tests.wsclient import JOB_PROGRESS, JOB_UPDATES, LEGACY_WS, PROTOCOLS, graphql_socket
 
 pytestmark = pytest.mark.anyio

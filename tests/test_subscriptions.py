@@ -19,9 +19,9 @@ import anyio
 import httpx2 as httpx
 import pytest
 
+from support.servers import ROOT, Server, start_server
 from tests.jobs_client import JobsClient
 from tests.jobs_data import INPUT, PROFILE
-from tests.servers import ROOT, Server, start_server
 from tests.wsclient import (
     JOB_PROGRESS,
     JOB_UPDATES,

@@ -21,8 +21,8 @@ import httpx2 as httpx
 import pytest
 
 from app.auth import MAX_TENANT_LENGTH, issue_token
+from support.servers import Server, start_server
 from tests.jobs_client import JobsClient
-from tests.servers import Server, start_server
 from tests.wsclient import JOB_PROGRESS, JOB_UPDATES, LEGACY_WS, TRANSPORT_WS, graphql_socket
 
 pytestmark = pytest.mark.anyio

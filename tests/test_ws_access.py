@@ -17,7 +17,7 @@ import httpx2 as httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.servers import Server, start_server
+from support.servers import Server, start_server
 from tests.tokens import (
     JOB_INPUT,
     OTHER_SECRET,

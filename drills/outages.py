@@ -1,7 +1,7 @@
 """Outages, timed: how fast requests fail while PostgreSQL or Redis is down, and how soon
 the gateway serves (and subscribers catch up) once it is back.
 
-    .venv/bin/python -m bench.outages [--down 5] [--only postgresql|redis]
+    .venv/bin/python -m drills.outages [--down 5] [--only postgresql|redis]
 
 PostgreSQL: a cluster of this script's own (initdb in a temporary folder, a free
 port) under one gateway. A client reads a job in a loop; the cluster is stopped
@@ -31,14 +31,14 @@ import time
 import uuid
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python bench/outages.py`
+if __package__ in (None, ""):  # run as `python drills/outages.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx2 as httpx
 from websockets.asyncio.client import connect
 
-from tests.servers import start_server
-from tests.services import PostgresCluster, RedisServer
+from support.servers import start_server
+from support.services import PostgresCluster, RedisServer
 
 PROFILE = "2876db3d-ed16-4cf2-af82-98a383009e3c"
 REPORT = (
@@ -117,8 +117,8 @@ async def redis_outage(down: float, folder: Path) -> list[tuple[str, str]]:
             job = (await http.post("/encoding/jobs", json=new_job())).json()
             async with connect(
                 b.ws_url,
-                subprotocols=["graphql-transport-ws"],
-                proxy=None,  # type: ignore[list-item]
+                subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                proxy=None,
             ) as ws:
                 await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
                 await ws.recv()

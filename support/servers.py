@@ -1,4 +1,4 @@
-"""Real gateway processes for tests: `python -m app serve` on a free port."""
+"""Real gateway processes for tests, drills and benchmarks: `python -m app serve` on a free port."""
 
 from __future__ import annotations
 
@@ -16,6 +16,23 @@ import httpx2 as httpx
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pin(cores: set[int]) -> None:
+    """Run on `cores` where the machine has them, so a client and the server it
+    measures do not share one core's time."""
+    available = os.sched_getaffinity(0)
+    wanted = cores & available
+    if wanted and len(available) > 1:
+        os.sched_setaffinity(0, wanted)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of process `pid`."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS line")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -27,6 +44,14 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def rss_kib(self) -> int:
+        """Resident memory of the server (uvicorn serves in this process with one worker)."""
+        return rss_kib(self.process.pid)
 
     @property
     def ws_url(self) -> str:
@@ -43,9 +68,13 @@ class Server:
 
 
 def start_server(
-    env: Mapping[str, str], log: Path, args: tuple[str, ...] = (), timeout: float = 20
+    env: Mapping[str, str],
+    log: Path,
+    args: tuple[str, ...] = (),
+    timeout: float = 20,
+    core: int | None = None,
 ) -> Server:
-    """Start a gateway process and wait until /readyz answers 200."""
+    """Start a gateway process (on `core`, if given) and wait until /readyz answers 200."""
     port = free_port()
     full_env = {**os.environ, **env}
     full_env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
@@ -56,6 +85,7 @@ def start_server(
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if core is None else lambda: pin({core}),
         )
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log=log)
     deadline = time.monotonic() + timeout

@@ -1,6 +1,6 @@
 """Soak: many subscribers and a steady mix of queries and reports, round after round.
 
-    .venv/bin/python -m bench.soak [--subscribers 1000] [--rounds 5] [--round-seconds 60]
+    .venv/bin/python -m drills.soak [--subscribers 1000] [--rounds 5] [--round-seconds 60]
                                    [--rate 40] [--workers 4] [--jobs 50]
                                    [--database sqlite|postgresql] [--broadcast-url URL]
 
@@ -51,14 +51,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as `python bench/soak.py`
+if __package__ in (None, ""):  # run as `python drills/soak.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx2 as httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.jobs.events import IDLE_DELAY
-from tests.servers import Server, start_server
+from support.servers import Server, start_server
 
 PROFILE = "2876db3d-ed16-4cf2-af82-98a383009e3c"
 FIELDS = "id statusCode progress video updatedAt deletedAt"
@@ -591,7 +591,7 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-soak-")))
         if args.database == "postgresql":
-            from tests.postgres import PostgresDatabases
+            from support.postgres import PostgresDatabases
 
             databases = PostgresDatabases(admin or "")
             stack.callback(databases.close)

@@ -1,6 +1,6 @@
 """Crash safety: workers create jobs and report progress while the gateway is SIGKILLed.
 
-    .venv/bin/python -m bench.crash [--kills 20] [--database sqlite|postgresql|both]
+    .venv/bin/python -m drills.crash [--kills 20] [--database sqlite|postgresql|both]
                                     [--writers 8] [--seed N]
 
 Each round starts the real gateway (`python -m app serve`), lets `--writers`
@@ -39,12 +39,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as `python bench/crash.py`
+if __package__ in (None, ""):  # run as `python drills/crash.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx2 as httpx
 
-from tests.servers import Server, start_server
+from support.servers import Server, start_server
 
 PROFILE = "2876db3d-ed16-4cf2-af82-98a383009e3c"
 # Seconds the gateway may take to start again (a busy machine, a long WAL to replay).
@@ -193,6 +193,7 @@ class Client:
                 response = await self._call("PATCH", f"/encoding/jobs/{job_id}", json=body)
             _expect(response, 200)
             return State.from_rest(response.json())
+        variables: dict[str, object]
         if change.delete:
             query, variables = DELETE, {"id": job_id}
         else:
@@ -428,7 +429,7 @@ def main() -> int:
             if not admin:
                 print("postgresql: skipped, TEST_POSTGRES_URL is not set")
                 continue
-            from tests.postgres import PostgresDatabases
+            from support.postgres import PostgresDatabases
 
             databases = PostgresDatabases(admin)
             try:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import free_port
+from support.servers import free_port
 
 # Seconds a server may take to start or stop on a busy machine.
 START_LIMIT = 60.0

@@ -23,7 +23,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs
 
 from app import db
 from app.settings import Settings

@@ -1,0 +1,1 @@
+"""What tests, drills and benchmarks share: real gateway processes, throwaway database and broker servers, measuring a process."""
