@@ -3,7 +3,7 @@
 With `app.main.GC_THRESHOLDS` a full collection comes minutes apart under load, and
 what ended connections and subscriptions leave in reference cycles (uvicorn's
 WebSocket protocol objects, graphql-core's per-operation state: ~45 MiB per 1,000
-subscribers, see `bench/soak.py`) waits that long to be freed, so each wave added to
+subscribers, see `drills/soak.py`) waits that long to be freed, so each wave added to
 the last. Once no subscription is left a full collection is cheap (no live
 subscription to traverse): `IdleCollection` runs one then, and asks glibc to hand
 the freed heap back to the system, which it otherwise keeps for the process.
