@@ -21,7 +21,7 @@ from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.execution import PlainFieldsExecutor
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
-from app.graphql.subscriptions import SharedEventResults, Subscription
+from app.graphql.subscriptions import Subscription
 from app.graphql.types import SCALAR_OVERRIDES
 from app.settings import Settings
 
@@ -36,18 +36,12 @@ class Schema(strawberry.Schema):
                 log_unexpected(error)
 
 
-class Executor(SharedEventResults, PlainFieldsExecutor):
-    """One execution per change for all subscribers that asked the same
-    (`SharedEventResults`); plain fields read without graphql-core's per-field
-    machinery (`PlainFieldsExecutor`)."""
-
-
 def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        execution_context_class=Executor,
+        execution_context_class=PlainFieldsExecutor,
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         extensions=_extensions(settings or Settings()),
         **options,

@@ -13,7 +13,6 @@ from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.fanout import Fanout, LegacyWSHandler, TransportWSHandler
 from app.graphql.http import GraphQLOverHTTP
-from app.graphql.subscriptions import message_json
 from app.settings import Settings
 from app.web.graphiql import LocalGraphiQL
 
@@ -35,7 +34,8 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
     graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(self, settings: Settings, **options: object) -> None:
-        from app.graphql.schema import Executor, create_schema, validation_rules
+        from app.graphql.execution import PlainFieldsExecutor
+        from app.graphql.schema import create_schema, validation_rules
 
         options.setdefault("graphql_ide", "graphiql" if settings.graphiql else None)
         options.setdefault(
@@ -51,15 +51,14 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         self.settings = settings
         self.fanout = Fanout(
             schema,
-            Executor,
+            PlainFieldsExecutor,
             validation_rules(settings),
             settings.max_query_tokens,
             _json_text,
         )
 
     def encode_json(self, data: object) -> str | bytes:
-        # A change's result goes to many subscribers: its data is encoded once.
-        return message_json(data, _json_text)
+        return _json_text(data)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
