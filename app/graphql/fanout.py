@@ -86,7 +86,7 @@ from app.graphql.errors import QUERY_TOO_COMPLEX, MaskUnexpected, assign_code, l
 from app.graphql.subscriptions import frozen
 from app.graphql.types import Job, JobFilter
 from app.jobs import model
-from app.jobs.events import FELL_BEHIND, MAILBOX_LIMIT, JobEvents, order_key
+from app.jobs.events import FELL_BEHIND, MAILBOX_LIMIT, JobEvents
 
 logger = logging.getLogger("app.graphql")
 
@@ -387,7 +387,7 @@ class _Group:
                 for member in list(self.members):
                     member.connection.send_next(member, payload, job.id)
                 return
-            key = order_key(job)
+            key = job.order_key
             ended = job.is_finished
             for member in list(self.members):
                 member.deliver(key, payload, ended)
@@ -586,7 +586,7 @@ class _FastPath:
         if snapshot.is_finished:
             self.finish(subscriber)
             return True
-        last = order_key(snapshot)
+        last = snapshot.order_key
         for change in pending or ():
             if change is None:
                 self.finish(subscriber)

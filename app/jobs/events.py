@@ -28,7 +28,6 @@ import uuid
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -75,27 +74,6 @@ class CurrentStates(Protocol):
     async def changed_since(self, tenant: str, since: datetime, limit: int) -> list[Job]:
         """The tenant's jobs (deleted ones too) updated at or after `since`, oldest first."""
         ...
-
-
-def order_key(job: Job) -> tuple[datetime, bool, bool, int]:
-    """Where a state stands in its job's history.
-
-    The state rules only ever move each part forward (updated_at never goes back,
-    a job ends once and is deleted once, progress never goes down), so a later
-    state never has a smaller key, and two states with equal keys look the same.
-    """
-    return (job.updated_at, job.deleted_at is not None, job.status.is_terminal, job.progress)
-
-
-def concerns(job_filter: JobFilter, job: Job) -> bool:
-    """Whether a `jobUpdates` subscriber with this filter hears of this change.
-
-    A job is sent when it matches after the change; a deletion also goes to those it
-    matched before, so lists can drop it (deleting changes nothing else).
-    """
-    if job_filter.matches(job):
-        return True
-    return job.deleted_at is not None and job_filter.matches(replace(job, deleted_at=None))
 
 
 # A job at its largest (100 inputs, a 200-character tenant) encodes to about 4.6 KB,
@@ -256,7 +234,7 @@ class JobStream:
     def __init__(self, events: JobEvents, mailbox: Mailbox, snapshot: Job | None = None) -> None:
         self._mailbox = mailbox
         self._first = snapshot
-        self._last = order_key(snapshot) if snapshot is not None else None
+        self._last = snapshot.order_key if snapshot is not None else None
         self._following = snapshot is not None
         self._done = False
         self._release = weakref.finalize(self, events._unwatch, mailbox)
@@ -277,7 +255,7 @@ class JobStream:
                     raise SubscriptionInterrupted(self._mailbox.interruption)
                 raise StopAsyncIteration
             if self._last is not None:
-                key = order_key(job)
+                key = job.order_key
                 if key <= self._last:
                     job = None  # the snapshot (or an earlier event) already showed it
                 else:
@@ -497,7 +475,7 @@ class JobEvents:
     def _dispatch(self, job: Job) -> None:
         # Events of one job may arrive out of order (several publishers): drop any
         # state this process has already passed on, so no client sees one go back.
-        key = order_key(job)
+        key = job.order_key
         last = self._recent.get(job.id)
         if last is not None and key <= last:
             return
@@ -513,5 +491,5 @@ class JobEvents:
         # Once per listener: a group of `jobUpdates` subscribers checks its filter once.
         for listener in tuple(self._by_tenant.get(job.tenant, ())):
             assert listener.job_filter is not None
-            if concerns(listener.job_filter, job):
+            if listener.job_filter.concerns(job):
                 listener.put(job)

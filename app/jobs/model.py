@@ -12,7 +12,7 @@ import binascii
 import enum
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from app.errors import InvalidInput
@@ -51,6 +51,21 @@ class Job:
     def is_finished(self) -> bool:
         return self.status.is_terminal or self.deleted_at is not None
 
+    @property
+    def order_key(self) -> tuple[datetime, bool, bool, int]:
+        """Where this state stands in its job's history.
+
+        The state rules only ever move each part forward (updated_at never goes back,
+        a job ends once and is deleted once, progress never goes down), so a later
+        state never has a smaller key, and two states with equal keys look the same.
+        """
+        return (
+            self.updated_at,
+            self.deleted_at is not None,
+            self.status.is_terminal,
+            self.progress,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
@@ -73,6 +88,16 @@ class JobFilter:
             and (self.profile is None or job.profile == self.profile)
             and (self.include_deleted or job.deleted_at is None)
         )
+
+    def concerns(self, job: Job) -> bool:
+        """Whether a `jobUpdates` subscriber with this filter hears of this change.
+
+        A job is sent when it matches after the change; a deletion also goes to those it
+        matched before, so lists can drop it (deleting changes nothing else).
+        """
+        if self.matches(job):
+            return True
+        return job.deleted_at is not None and self.matches(replace(job, deleted_at=None))
 
 
 @dataclass(frozen=True, slots=True)
