@@ -86,6 +86,7 @@ from app.graphql.errors import QUERY_TOO_COMPLEX, MaskUnexpected, assign_code, l
 from app.graphql.subscriptions import frozen
 from app.graphql.types import Job, JobFilter
 from app.jobs import model
+from app.jobs.buffers import Backlog
 from app.jobs.events import FELL_BEHIND, MAILBOX_LIMIT, JobEvents
 
 logger = logging.getLogger("app.graphql")
@@ -117,7 +118,7 @@ class Outbox:
         self._send = send
         self._writing: asyncio.Task[None] | None = None
         # Operation id -> its frames waiting, by job (None: its one job; _FINAL last).
-        self._waiting: dict[str, dict[Hashable, str]] = {}
+        self._waiting: dict[str, Backlog[str]] = {}
         self.closed = False
 
     def write(self, op: str, frame: str, job: Hashable = None, final: bool = False) -> bool:
@@ -129,13 +130,10 @@ class Outbox:
             return True
         slot = self._waiting.get(op)
         if slot is None:
-            slot = self._waiting[op] = {}
-        key = _FINAL if final else job
-        # A later state replaces the one waiting, and goes after the other jobs' (as a
-        # compacted `Mailbox` does): each job's states stay in order.
-        slot.pop(key, None)
-        slot[key] = frame
-        return len(slot) <= MAILBOX_LIMIT
+            slot = self._waiting[op] = Backlog(MAILBOX_LIMIT)
+        # A later state replaces the one waiting, and goes after the other jobs': each
+        # job's states stay in order, the final frame last.
+        return slot.put(_FINAL if final else job, frame)
 
     def drop(self, op: str) -> None:
         """Forget what waits for `op` (its client ended it)."""
@@ -168,7 +166,7 @@ class Outbox:
             # One frame at a time, so what waits is what `write` counts.
             while self._waiting and not self.closed:
                 op, slot = next(iter(self._waiting.items()))
-                frame = slot.pop(next(iter(slot)))
+                frame = slot.pop()
                 if not slot:
                     del self._waiting[op]
                 await self._send(frame)

@@ -26,21 +26,23 @@ import logging
 import time
 import uuid
 import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from app.errors import SubscriptionInterrupted
 from app.jobs.broker import BROKER_TIMEOUT, BroadcastUnavailable, Broker
+from app.jobs.buffers import BACKLOG_LIMIT, Backlog
 from app.jobs.model import Job, JobFilter, JobStatus
 
 __all__ = ["BroadcastUnavailable", "JobEvents", "JobStream", "Listener", "Mailbox"]
 
 logger = logging.getLogger("app.events")
 
-# States a subscriber may have pending before its mailbox keeps only each job's latest.
-MAILBOX_LIMIT = 64
+# States a subscriber may have pending before its mailbox keeps only each job's latest;
+# past this many different jobs it is told it fell behind (app/jobs/buffers.py).
+MAILBOX_LIMIT = BACKLOG_LIMIT
 # Jobs whose last dispatched state the listener remembers, to drop late duplicates.
 RECENT_JOBS = 10_000
 # Why a `jobUpdates` subscription behind on more than MAILBOX_LIMIT jobs ends.
@@ -171,7 +173,8 @@ class Mailbox:
         self.tenant = tenant
         self.job_id = job_id
         self.job_filter = job_filter
-        self._pending: deque[Job] = deque()
+        # Every state while few wait; past MAILBOX_LIMIT, each job's latest.
+        self._pending: Backlog[Job] = Backlog(MAILBOX_LIMIT, keep_all=MAILBOX_LIMIT)
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.overflowed = False
@@ -179,21 +182,9 @@ class Mailbox:
         self.interruption = ""
 
     def put(self, job: Job) -> None:
-        self._pending.append(job)
-        if len(self._pending) > MAILBOX_LIMIT:
-            self._compact()
-        self._wake()
-
-    def _compact(self) -> None:
-        # A client this far behind wants where things are now, not the way there.
-        latest: dict[uuid.UUID, Job] = {}
-        for job in self._pending:
-            latest.pop(job.id, None)
-            latest[job.id] = job
-        self._pending = deque(latest.values())
-        if len(self._pending) > MAILBOX_LIMIT:
-            # Too many different jobs to keep: better a clear error than a wrong list.
+        if not self._pending.put(job.id, job) and not self.overflowed:
             self.interrupt(FELL_BEHIND)
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
@@ -201,7 +192,7 @@ class Mailbox:
 
     def interrupt(self, why: str) -> None:
         """Changes were missed that cannot be caught up with: end with an error saying why."""
-        self._pending.clear()
+        self._pending.overflow()
         self.overflowed = True
         self.interruption = why
         self._wake()
@@ -220,7 +211,7 @@ class Mailbox:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._pending.popleft()
+        return self._pending.pop()
 
 
 class JobStream:
