@@ -89,7 +89,8 @@ def create_database(settings: Settings) -> Database:
     )
 
 
-def _alembic_config() -> Config:
+def alembic_config() -> Config:
+    """The one Alembic configuration: migrations in app/migrations/."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -143,7 +144,7 @@ async def migrate(settings: Settings, revision: str = "head") -> list[str]:
     """
     if settings.is_sqlite:
         _prepare_sqlite(settings)
-    config = _alembic_config()
+    config = alembic_config()
     applied: list[str] = []
 
     def upgrade(connection: sa.Connection) -> None:

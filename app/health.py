@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urlsplit, urlunsplit
 
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 from databases import Database
 
@@ -174,6 +173,4 @@ def revisions() -> list[str]:
 
 @cache
 def _scripts() -> ScriptDirectory:
-    config = Config()
-    config.set_main_option("script_location", str(db.MIGRATIONS))
-    return ScriptDirectory.from_config(config)
+    return ScriptDirectory.from_config(db.alembic_config())

@@ -33,7 +33,7 @@ def job_response(job: Job, public_url: str) -> dict[str, Any]:
     """The documented response object, exactly these keys."""
     return {
         "id": str(job.id),
-        "url": job_url(job, public_url),
+        "url": job.url(public_url),
         "status": int(job.status),
         "progress": job.progress,
         "profile": str(job.profile),
@@ -43,10 +43,6 @@ def job_response(job: Job, public_url: str) -> dict[str, Any]:
         "updated_at": format_timestamp(job.updated_at),
         "deleted_at": format_timestamp(job.deleted_at) if job.deleted_at else None,
     }
-
-
-def job_url(job: Job, public_url: str) -> str:
-    return f"{public_url}/encoding/jobs/{job.id}"
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -149,7 +145,7 @@ async def create(request: Request) -> Response:
     return JSONResponse(
         job_response(job, public_url),
         status_code=201,
-        headers={"Location": job_url(job, public_url)},
+        headers={"Location": job.url(public_url)},
     )
 
 

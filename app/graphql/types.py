@@ -91,7 +91,7 @@ class Job:
     def from_record(cls, job: model.Job, public_url: str) -> Job:
         return cls(
             id=job.id,
-            url=f"{public_url}/encoding/jobs/{job.id}",
+            url=job.url(public_url),
             status=job.status,
             status_code=int(job.status),
             progress=job.progress,

@@ -51,6 +51,10 @@ class Job:
     def is_finished(self) -> bool:
         return self.status.is_terminal or self.deleted_at is not None
 
+    def url(self, public_url: str) -> str:
+        """Its REST address, which GET answers with the job (the contract's `url`)."""
+        return f"{public_url}/encoding/jobs/{self.id}"
+
     @property
     def order_key(self) -> tuple[datetime, bool, bool, int]:
         """Where this state stands in its job's history.
