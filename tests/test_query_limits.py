@@ -125,6 +125,12 @@ def test_depth_limit_names_itself_and_counts_introspection(tmp_path: Path) -> No
         assert "depth of 10 (MAX_QUERY_DEPTH)" in body["errors"][0]["message"]
         deep_enough = client.post("/graphql", json={"query": of_type_chain(9)}).json()
         assert "errors" not in deep_enough
+        # Fragments spreading each other 240 deep: more than graphql-core's rules follow.
+        chain = " ".join(f"fragment F{k} on Query {{ ...F{k + 1} }}" for k in range(240))
+        query = f"{{ ...F0 }} {chain} fragment F240 on Query {{ __typename }}"
+        body = client.post("/graphql", json={"query": query}).json()
+        assert codes(body) == ["QUERY_TOO_COMPLEX"]
+        assert "too complex" in body["errors"][0]["message"]
 
 
 def test_selections_count_fragments_once_per_spread(tmp_path: Path) -> None:
@@ -134,6 +140,13 @@ def test_selections_count_fragments_once_per_spread(tmp_path: Path) -> None:
         body = client.post("/graphql", json={"query": doubling_fragments(4)}).json()
         assert codes(body) == ["QUERY_TOO_COMPLEX"]
         assert body["errors"][0]["message"].startswith("16 field selections")
+        # Cycles and unknown fragments add nothing to the measure; the rules say what is wrong.
+        cycle = "{ ...A } fragment A on Query { ...B } fragment B on Query { __typename ...A }"
+        body = client.post("/graphql", json={"query": cycle}).json()
+        assert set(codes(body)) == {"GRAPHQL_VALIDATION_FAILED"}
+        assert "Cannot spread fragment 'A' within itself" in body["errors"][0]["message"]
+        unknown = client.post("/graphql", json={"query": "{ ...Nowhere }"}).json()
+        assert codes(unknown) == ["GRAPHQL_VALIDATION_FAILED"]
 
 
 @pytest.fixture
