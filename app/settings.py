@@ -28,8 +28,11 @@ class Settings:
     # Most PostgreSQL connections one process holds (SQLite ignores it).
     database_pool_size: int = 10
     # Limits on what one request may ask of the server.
-    max_query_depth: int = 10
+    # Introspection fields count: GraphiQL's schema query nests 14 deep.
+    max_query_depth: int = 15
     max_query_aliases: int = 15
+    # Fields in a document once fragments are expanded (GraphiQL's schema query: 226).
+    max_query_selections: int = 1000
     max_query_tokens: int = 2000
     max_body_bytes: int = 1_048_576
     max_subscriptions_per_connection: int = 20
@@ -57,6 +60,7 @@ class Settings:
             ),
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth),
             max_query_aliases=_int(env, "MAX_QUERY_ALIASES", defaults.max_query_aliases),
+            max_query_selections=_int(env, "MAX_QUERY_SELECTIONS", defaults.max_query_selections),
             max_query_tokens=_int(env, "MAX_QUERY_TOKENS", defaults.max_query_tokens),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes),
             max_subscriptions_per_connection=_int(

@@ -184,6 +184,7 @@ def test_weak_secrets_are_refused_in_one_line(secret: str) -> None:
         ("AUTH_JWT_PUBLIC_KEY", "/no/such/key.pem"),
         ("MAX_QUERY_DEPTH", "0"),
         ("MAX_QUERY_ALIASES", "many"),
+        ("MAX_QUERY_SELECTIONS", "0"),
         ("MAX_QUERY_TOKENS", "-5"),
         ("MAX_BODY_BYTES", "1MB"),
         ("MAX_SUBSCRIPTIONS_PER_CONNECTION", "0"),
@@ -203,6 +204,7 @@ def test_access_settings_from_the_environment() -> None:
         {
             "AUTH_JWT_SECRET": SECRET,
             "MAX_QUERY_DEPTH": "7",
+            "MAX_QUERY_SELECTIONS": "300",
             "MAX_BODY_BYTES": "2048",
             "GRAPHQL_INTROSPECTION": "false",
             "GRAPHIQL": "off",
@@ -211,6 +213,7 @@ def test_access_settings_from_the_environment() -> None:
     )
     assert not settings.open_mode
     assert (settings.max_query_depth, settings.max_body_bytes) == (7, 2048)
+    assert settings.max_query_selections == 300
     assert not settings.graphql_introspection and not settings.graphiql
     assert settings.cors_origins == ("https://app.example.test", "http://localhost:5173")
 

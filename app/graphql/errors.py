@@ -4,8 +4,9 @@ Domain failures (`app.errors.AppError`) carry their code. Errors graphql-core
 raises before execution get the codes clients know from Apollo: malformed or
 wrongly typed values are `BAD_USER_INPUT` (with the argument's path named),
 syntax errors `GRAPHQL_PARSE_FAILED`, other invalid documents
-`GRAPHQL_VALIDATION_FAILED`; a document over the depth, alias or token limits
-(app.graphql.schema) is `QUERY_TOO_COMPLEX`. Anything else is a bug:
+`GRAPHQL_VALIDATION_FAILED`; a document over the limits (app.graphql.limits: depth,
+aliases, selections, which carry their code; the token cap; the parser's nesting
+limit; graphql-core's validation budget) is `QUERY_TOO_COMPLEX`. Anything else is a bug:
 `INTERNAL_SERVER_ERROR`, logged with a request id, and masked (`MaskUnexpected`)
 so the client sees that id and never the exception's text.
 """
@@ -38,12 +39,18 @@ logger = logging.getLogger("app.graphql")
 INTERNAL = "INTERNAL_SERVER_ERROR"
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 
-# The messages of strawberry's QueryDepthLimiter and MaxAliasesLimiter, and of
-# graphql-core's parser when MaxTokensLimiter stops it.
+# graphql-core's messages when a document is too big or deep for it: the parser
+# stopped by MaxTokensLimiter or by its nesting limit (200 levels, fixed).
 _TOO_COMPLEX = re.compile(
-    r"^('[^']*' exceeds maximum operation depth of \d+"
-    r"|\d+ aliases found\. Allowed: \d+"
-    r"|Syntax Error: Document contains more than \d+ tokens)"
+    r"^Syntax Error: (Document contains more than \d+ tokens|Document is nested too deeply)"
+)
+
+# graphql-core's validation stopped: a rule spent its budget (comparing fields of the
+# same name, app.graphql.limits.COMPARISON_BUDGET) or fragments nest too deeply.
+_ABORTED = "Validation aborted."
+_ABORTED_SAYS = (
+    "Validation aborted: the document is too complex to check (too many fields"
+    " with the same name to compare, or fragments nested too deeply)"
 )
 
 # graphql-core's messages for a value of the wrong shape (literal or variable).
@@ -59,7 +66,7 @@ def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
     """Set `error.extensions["code"]` (and name the argument in value errors); return it."""
     assigned = (error.extensions or {}).get("code")
     if isinstance(assigned, str):
-        # Already seen: ValidationCache hands the same error objects to every request
+        # Already seen: the validation cache hands the same error objects to every request
         # that repeats a document.
         return assigned
     original = error.original_error
@@ -70,6 +77,9 @@ def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
         code = INTERNAL
     elif _TOO_COMPLEX.match(error.message):
         code = QUERY_TOO_COMPLEX
+    elif error.message == _ABORTED and original is None:
+        code = QUERY_TOO_COMPLEX
+        error.message = _ABORTED_SAYS
     elif isinstance(original, InvalidOperationTypeError):
         # A query or mutation over the legacy graphql-ws protocol (subscriptions only).
         code = "BAD_REQUEST"

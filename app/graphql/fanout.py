@@ -53,13 +53,10 @@ from graphql import (
     Visitor,
     parse,
     specified_rules,
-    validate,
     visit,
 )
 from graphql.execution.values import get_argument_values
 from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
-from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -83,6 +80,7 @@ from app.auth import READ
 from app.errors import SubscriptionInterrupted, Unauthenticated
 from app.graphql.context import Context
 from app.graphql.errors import QUERY_TOO_COMPLEX, MaskUnexpected, assign_code, log_unexpected
+from app.graphql.limits import STRAWBERRY_RULES, Limits, validate_within_limits
 from app.graphql.subscriptions import frozen
 from app.graphql.types import Job, JobFilter
 from app.jobs import model
@@ -246,6 +244,7 @@ class Fanout:
         self,
         schema: strawberry.Schema,
         executor_class: Any,
+        limits: Limits,
         rules: list[Any],
         max_tokens: int,
         encode: Callable[[object], str],
@@ -258,9 +257,12 @@ class Fanout:
         self.executor_class = executor_class
         # JSON text, as the view encodes every other message.
         self.encode = encode
-        self._rules = (*specified_rules, *rules, MaybeNullValidationRule, OneOfInputValidationRule)
+        self._limits = limits
+        self._rules = (*specified_rules, *rules, *STRAWBERRY_RULES)
         self._max_tokens = max_tokens
-        self._plans: OrderedDict[tuple[str, str | None], _Plan | None] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, str | None], _Plan | GraphQLError | None] = (
+            OrderedDict()
+        )
         self.groups: dict[Hashable, _Group] = {}
 
     def arguments(self, plan: _Plan, values: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +273,9 @@ class Fanout:
             values, field.arguments, scalar_registry=self._scalars, config=self._config
         )
 
-    def plan(self, query: object, operation_name: object) -> _Plan | None:
+    def plan(self, query: object, operation_name: object) -> _Plan | GraphQLError | None:
+        """This path's plan for the document; None to leave it to strawberry; or the
+        error of a document refused for its size (QUERY_TOO_COMPLEX), to send here."""
         if not isinstance(query, str) or not isinstance(operation_name, str | None):
             return None
         key = (query, operation_name)
@@ -283,13 +287,16 @@ class Fanout:
             self._plans.popitem(last=False)
         return plan
 
-    def _make_plan(self, query: str, operation_name: str | None) -> _Plan | None:
-        # Stricter than strawberry, never looser: whatever is refused here goes its way.
+    def _make_plan(self, query: str, operation_name: str | None) -> _Plan | GraphQLError | None:
+        # Stricter than strawberry, never looser: whatever is refused here goes its way,
+        # but a document too long or too deep to parse: strawberry's graphql-transport-ws
+        # handler closes the socket (4400) on any syntax error, where a document over a
+        # limit is an `error` message (QUERY_TOO_COMPLEX), as it is once parsed.
         try:
             document = parse(query, max_tokens=self._max_tokens)
-        except GraphQLError:
-            return None
-        if validate(self.schema, document, self._rules):
+        except GraphQLError as error:
+            return error if assign_code(error, None) == QUERY_TOO_COMPLEX else None
+        if validate_within_limits(self.schema, document, self._limits, self._rules):
             return None
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         if len(operations) != 1:
@@ -524,12 +531,19 @@ class _FastPath:
         """The operation is over: its id may be used again."""
         raise NotImplementedError
 
+    async def refuse(self, op_id: str, error: GraphQLError) -> None:
+        """Answer the operation with the protocol's `error` message; it is over."""
+        raise NotImplementedError
+
     async def _serve(
         self, op_id: str, query: object, variables: object, operation_name: object
     ) -> bool:
         """Serve the operation on this path; False to leave it to strawberry."""
         fanout: Fanout = self.view.fanout
         plan = fanout.plan(query, operation_name)
+        if isinstance(plan, GraphQLError):
+            await self.refuse(op_id, plan)
+            return True
         if plan is None or (variables is not None and not isinstance(variables, dict)):
             return False
         context = self.context
@@ -741,6 +755,10 @@ class TransportWSHandler(_FastPath, BaseGraphQLTransportWSHandler[Context, None]
     def _forget(self, op_id: str) -> None:
         self.operations.pop(op_id, None)
 
+    async def refuse(self, op_id: str, error: GraphQLError) -> None:
+        self._forget(op_id)
+        await self.send_message({"id": op_id, "type": "error", "payload": [error.formatted]})
+
     async def cleanup_operation(self, operation_id: str) -> None:
         if self._stop(operation_id) is not None:
             self.operations.pop(operation_id, None)
@@ -823,6 +841,9 @@ class LegacyWSHandler(_FastPath, BaseGraphQLWSHandler[Context, None]):
 
     def _forget(self, op_id: str) -> None:
         pass  # its id is free once it is out of `_fast`
+
+    async def refuse(self, op_id: str, error: GraphQLError) -> None:
+        await self.send_message(ErrorMessage(type="error", id=op_id, payload=error.formatted))
 
     async def cleanup_operation(self, operation_id: str) -> None:
         if self._stop(operation_id) is not None:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache
 from strawberry.types import ExecutionContext
 
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.execution import PlainFieldsExecutor
+from app.graphql.limits import LimitedValidation, Limits
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.subscriptions import Subscription
@@ -36,6 +31,27 @@ class Schema(strawberry.Schema):
                 log_unexpected(error)
 
 
+class ReportedParserCache(ParserCache):
+    """strawberry's ParserCache, but a document that does not parse is left to strawberry.
+
+    ParserCache parses in its hook, outside strawberry's handling of parse errors: over
+    HTTP a catch-all reports the error, but over WebSocket the subscription only
+    completed (graphql-transport-ws) or said nothing (graphql-ws). Left unparsed here,
+    strawberry parses the text itself, reports the error, and the error gets its code
+    (a syntax error, or QUERY_TOO_COMPLEX for a document too long or deep to parse).
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        try:
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        except GraphQLError:
+            pass  # parsed again, once, by strawberry; bounded by the token cap
+        yield
+
+
 def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
     return Schema(
         query=Query,
@@ -48,29 +64,33 @@ def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
     )
 
 
-def validation_rules(settings: Settings) -> list[Any]:
-    """The rules a document must pass beyond graphql-core's: the limits, introspection."""
-    rules = [
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
-    ]
-    if not settings.graphql_introspection:
-        rules.append(NoSchemaIntrospectionCustomRule)
-    return rules
+def query_limits(settings: Settings) -> Limits:
+    """What a document may ask (app.graphql.limits), checked before any other rule."""
+    return Limits(
+        depth=settings.max_query_depth,
+        aliases=settings.max_query_aliases,
+        selections=settings.max_query_selections,
+    )
+
+
+def validation_rules(settings: Settings) -> list[type[ASTValidationRule]]:
+    """The rules a document must pass beyond graphql-core's: introspection, if it is off."""
+    return [] if settings.graphql_introspection else [NoSchemaIntrospectionCustomRule]
 
 
 def _extensions(settings: Settings) -> list[Any]:
-    """Per-request extension factories; the limits' rules are built once, here.
+    """Per-request extension factories; the limits and rules are built once, here.
 
-    Building the validation rules once (rather than a new limiter, and so a new
-    rule class, per request) keeps ValidationCache hitting: it is keyed by them.
+    Building the validation rules once (rather than new rule classes per request)
+    keeps the validation cache (`LimitedValidation`) hitting: it is keyed by them.
     """
+    limits = query_limits(settings)
     rules = validation_rules(settings)
     max_tokens = settings.max_query_tokens
     return [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(rules),
-        ParserCache,
-        ValidationCache,
+        ReportedParserCache,
+        lambda: LimitedValidation(limits),
         MaskUnexpected,
     ]

@@ -35,7 +35,7 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
 
     def __init__(self, settings: Settings, **options: object) -> None:
         from app.graphql.execution import PlainFieldsExecutor
-        from app.graphql.schema import create_schema, validation_rules
+        from app.graphql.schema import create_schema, query_limits, validation_rules
 
         options.setdefault("graphql_ide", "graphiql" if settings.graphiql else None)
         options.setdefault(
@@ -52,6 +52,7 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         self.fanout = Fanout(
             schema,
             PlainFieldsExecutor,
+            query_limits(settings),
             validation_rules(settings),
             settings.max_query_tokens,
             _json_text,
