@@ -22,6 +22,7 @@ from app import db, health, outages, rest, web
 from app.auth import TokenVerifier
 from app.errors import AppError
 from app.graphql.view import GraphQLView
+from app.jobs.cursors import CursorCodec
 from app.jobs.events import CLOSE_TIMEOUT, JobEvents
 from app.jobs.service import StoredStates
 from app.memory import IdleCollection
@@ -119,6 +120,8 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
+    # One cursor key for GraphQL and REST (app.jobs.cursors).
+    app.state.cursors = CursorCodec.from_settings(settings)
     return app
 
 

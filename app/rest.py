@@ -164,7 +164,7 @@ async def listing(request: Request) -> Response:
     limit = model.DEFAULT_PAGE_SIZE if limit is None else limit
     model.check_page_size(limit, "limit")
     cursor = request.query_params.get("cursor")
-    after = model.decode_cursor(cursor, "cursor") if cursor else None
+    after = jobs.position(cursor, "cursor") if cursor else None
     status = _query_int(request, "status")
     video = request.query_params.get("video")
     profile = request.query_params.get("profile")
@@ -179,7 +179,7 @@ async def listing(request: Request) -> Response:
     return JSONResponse(
         {
             "jobs": [job_response(job, public_url) for job in page.jobs],
-            "next_cursor": model.encode_cursor(page.jobs[-1]) if page.has_next else None,
+            "next_cursor": jobs.cursor(page.jobs[-1]) if page.has_next else None,
         }
     )
 
@@ -206,7 +206,8 @@ async def patch(request: Request) -> Response:
 def _jobs(request: Request) -> Jobs:
     """The caller's jobs; first in every route, so a bad token is 401 whatever else is wrong."""
     caller = request.app.state.verifier.verify(request.headers.get("authorization"))
-    return Jobs.for_caller(request.state.database, request.state.events, caller)
+    state = request.state
+    return Jobs.for_caller(state.database, state.events, request.app.state.cursors, caller)
 
 
 routes = [

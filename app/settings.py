@@ -24,6 +24,8 @@ class Settings:
     auth_jwt_public_key: str | None = None
     auth_jwt_audience: str | None = None
     auth_jwt_issuer: str | None = None
+    # Seals page cursors (app.jobs.cursors); unset: derived from AUTH_JWT_SECRET.
+    cursor_secret: str | None = None
     migrate_on_start: bool = True
     # Most PostgreSQL connections one process holds (SQLite ignores it).
     database_pool_size: int = 10
@@ -54,6 +56,7 @@ class Settings:
             auth_jwt_public_key=_public_key(env.get("AUTH_JWT_PUBLIC_KEY") or None),
             auth_jwt_audience=env.get("AUTH_JWT_AUDIENCE") or None,
             auth_jwt_issuer=env.get("AUTH_JWT_ISSUER") or None,
+            cursor_secret=env.get("CURSOR_SECRET") or None,
             migrate_on_start=_flag(env, "MIGRATE_ON_START", defaults.migrate_on_start),
             database_pool_size=_pool_size(
                 env.get("DATABASE_POOL_SIZE"), defaults.database_pool_size
@@ -90,9 +93,13 @@ class Settings:
                 f"got {self.public_url!r}"
             )
         if self.auth_jwt_secret is not None:
-            _check_secret(self.auth_jwt_secret)
+            _check_secret("AUTH_JWT_SECRET", self.auth_jwt_secret)
         if self.auth_jwt_public_key is not None:
             public_key_algorithm(self.auth_jwt_public_key)
+        if self.cursor_secret is not None:
+            _check_secret("CURSOR_SECRET", self.cursor_secret)
+        elif self.auth_jwt_public_key is not None and self.auth_jwt_secret is None:
+            raise SettingsError(CURSOR_SECRET_NEEDED)
         for origin in self.cors_origins:
             _check_origin(origin)
 
@@ -140,7 +147,15 @@ _PLACEHOLDERS = ("change", "replace", "placeholder", "secret", "example", "defau
 MIN_SECRET_LENGTH = 32
 
 
-def _check_secret(secret: str) -> None:
+# Tokens from an identity provider leave no secret of ours to derive the cursor key from.
+CURSOR_SECRET_NEEDED = (
+    "CURSOR_SECRET must be set when tokens are checked with AUTH_JWT_PUBLIC_KEY alone: "
+    "page cursors are sealed with it (a random string of at least 32 characters, "
+    "the same in every process)"
+)
+
+
+def _check_secret(name: str, secret: str) -> None:
     lowered = secret.lower()
     if (
         len(secret) < MIN_SECRET_LENGTH
@@ -148,7 +163,7 @@ def _check_secret(secret: str) -> None:
         or any(word in lowered for word in _PLACEHOLDERS)
     ):
         raise SettingsError(
-            f"AUTH_JWT_SECRET must be a random string of at least {MIN_SECRET_LENGTH} characters "
+            f"{name} must be a random string of at least {MIN_SECRET_LENGTH} characters "
             "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
             "not a placeholder"
         )

@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=10_000)
-    parser.add_argument("--only", default="", help="job,jobs,create,progress,rest")
+    parser.add_argument("--only", default="", help="job,jobs,cursors,create,progress,rest")
     parser.add_argument("--servers", default="", help="gateway,per-call,reused,strawberry")
     parser.add_argument("--profile", choices=["pyinstrument", "cprofile"])
     args = parser.parse_args(argv)

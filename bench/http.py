@@ -323,7 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="open connections (32)")
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs in the file (10,000)")
     parser.add_argument(
-        "--only", default="", help="comma-separated request kinds: job,jobs,create,progress,rest"
+        "--only",
+        default="",
+        help="comma-separated request kinds: job,jobs,cursors,create,progress,rest",
     )
     parser.add_argument(
         "--servers",

@@ -59,6 +59,11 @@ def _page_size(answer: dict[str, Any]) -> int:
 def scenarios() -> list[Scenario]:
     job_query = f'{{ job(id: "{READ_ID}") {{ {JOB_FIELDS} }} }}'
     jobs_query = f"{{ jobs(first: 50) {{ edges {{ node {{ {JOB_FIELDS} }} }} }} }}"
+    # As a Relay client pages: every edge's cursor and the page's end.
+    cursors_query = (
+        f"{{ jobs(first: 50) {{ edges {{ cursor node {{ {JOB_FIELDS} }} }} "
+        f"pageInfo {{ endCursor hasNextPage }} }} }}"
+    )
     create = (
         f'mutation {{ createJob(input: {{inputs: ["{INPUT}"], profile: "{PROFILE}", '
         f'video: "{VIDEO}"}}) {{ {JOB_FIELDS} }} }}'
@@ -86,6 +91,12 @@ def scenarios() -> list[Scenario]:
                 REUSED: Request("GET", "/jobs?limit=50"),
                 STRAWBERRY: _graphql(jobs_query),
             },
+            lambda answer: _graphql_ok("jobs")(answer) and _page_size(answer) == 50,
+        ),
+        Scenario(
+            "cursors",
+            "`jobs(first: 50)` list with every edge's cursor",
+            {GATEWAY: _graphql(cursors_query)},
             lambda answer: _graphql_ok("jobs")(answer) and _page_size(answer) == 50,
         ),
         Scenario(

@@ -22,7 +22,7 @@ from app.auth import OPEN_CALLER, Caller, TokenVerifier
 from app.errors import Unauthenticated
 from app.settings import Settings, SettingsError
 from support.servers import ROOT
-from tests.tokens import SECRET, token
+from tests.tokens import OTHER_SECRET, SECRET, token
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
@@ -115,7 +115,13 @@ def test_identity_provider_public_key(
     # The setting takes the PEM itself or a path to it.
     for setting in (pem, str(path)):
         settings = Settings.from_env(
-            {"AUTH_JWT_PUBLIC_KEY": setting, "AUTH_JWT_AUDIENCE": "jobs", "AUTH_JWT_ISSUER": "idp"}
+            {
+                "AUTH_JWT_PUBLIC_KEY": setting,
+                "AUTH_JWT_AUDIENCE": "jobs",
+                "AUTH_JWT_ISSUER": "idp",
+                # No secret of ours to derive the cursor key from (tests/test_cursors.py).
+                "CURSOR_SECRET": OTHER_SECRET,
+            }
         )
         assert not settings.open_mode
         check = TokenVerifier(settings)

@@ -46,8 +46,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def token(scope: str) -> str:
-    claims = {"sub": "browser-test", "tenant": "browser", "scope": scope}
+def token(scope: str, subject: str = "browser-test") -> str:
+    claims = {"sub": subject, "tenant": "browser", "scope": scope}
     return jwt.encode({**claims, "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
 
 
@@ -136,3 +136,21 @@ def test_jobs_page_lists_jobs_and_follows_progress_without_reloading(gateway: Se
 
     assert result["steps"][-1] == "no reload"
     assert (ARTIFACTS / "jobs-page.png").stat().st_size > 0
+
+
+def test_no_token_is_left_in_browser_storage_after_graphiql_and_forget(gateway: Server) -> None:
+    create_job(gateway)
+    page_token, graphiql_token, old_token = (
+        token("jobs:read", subject) for subject in ("jobs-page", "graphiql", "older-page")
+    )
+
+    result = run_script(
+        "token_storage.mjs",
+        base=gateway.url,
+        pageToken=page_token,
+        graphiqlToken=graphiql_token,
+        oldToken=old_token,
+        totalCount=1,
+    )
+
+    assert result["steps"][-1] == "GraphiQL after Forget: no token"

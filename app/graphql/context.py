@@ -13,6 +13,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from app.auth import Caller
 from app.errors import Unauthenticated
+from app.jobs.cursors import CursorCodec
 from app.jobs.events import JobEvents
 from app.jobs.service import Jobs
 from app.settings import Settings
@@ -25,6 +26,7 @@ class Context:
     settings: Settings
     database: Database
     events: JobEvents
+    cursors: CursorCodec
     # Who is calling; None with `auth_problem` saying why when the token is missing
     # or bad. Resolvers fail only when they reach for `jobs`, so the GraphiQL page
     # and introspection need no token.
@@ -38,7 +40,7 @@ class Context:
         """The caller's jobs: their tenant only, their token's scopes only."""
         if self.caller is None:
             raise Unauthenticated(self.auth_problem)
-        return Jobs.for_caller(self.database, self.events, self.caller)
+        return Jobs.for_caller(self.database, self.events, self.cursors, self.caller)
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

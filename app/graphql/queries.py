@@ -46,7 +46,8 @@ class Query:
     ) -> JobConnection:
         first = model.DEFAULT_PAGE_SIZE if first is None else first
         model.check_page_size(first)
-        after_seq = model.decode_cursor(after) if after is not None else None
+        jobs = info.context.jobs
+        after_seq = jobs.position(after, "after") if after is not None else None
         job_filter = JobFilter.to_model(filter)
-        page = await info.context.jobs.list(job_filter, first, after_seq)
-        return JobConnection.from_page(page, job_filter, info.context.settings.public_url)
+        page = await jobs.list(job_filter, first, after_seq)
+        return JobConnection.from_page(page, job_filter, info.context.settings.public_url, jobs)

@@ -10,6 +10,7 @@ import strawberry
 from app.graphql.context import Info
 from app.jobs import model
 from app.jobs.model import format_timestamp
+from app.jobs.service import Jobs
 
 JobStatus = strawberry.enum(
     model.JobStatus,
@@ -177,10 +178,10 @@ class JobConnection:
 
     @classmethod
     def from_page(
-        cls, page: model.Page, job_filter: model.JobFilter, public_url: str
+        cls, page: model.Page, job_filter: model.JobFilter, public_url: str, jobs: Jobs
     ) -> JobConnection:
         edges = [
-            JobEdge(cursor=model.encode_cursor(job), node=Job.from_record(job, public_url))
+            JobEdge(cursor=jobs.cursor(job), node=Job.from_record(job, public_url))
             for job in page.jobs
         ]
         return cls(

@@ -77,6 +77,7 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
             settings=self.settings,
             database=request.state.database,
             events=request.state.events,
+            cursors=request.app.state.cursors,
             caller=caller,
             auth_problem=problem,
         )

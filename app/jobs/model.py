@@ -7,8 +7,6 @@ state live here so that GraphQL and REST share them.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import uuid
 from collections.abc import Sequence
@@ -125,7 +123,7 @@ def parse_uuid(field: str, value: object) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise InvalidInput(field, f"{_short(value)} is not a valid UUID") from None
+        raise InvalidInput(field, f"{quoted(value)} is not a valid UUID") from None
 
 
 def new_job(inputs: Sequence[uuid.UUID], profile: uuid.UUID, video: uuid.UUID) -> NewJob:
@@ -151,27 +149,8 @@ def check_page_size(first: int, field: str = "first") -> None:
         raise InvalidInput(field, f"must be between 1 and {MAX_PAGE_SIZE}, got {first}")
 
 
-_CURSOR_PREFIX = "job:"
-_MAX_SEQ = 2**63 - 1
-
-
-def encode_cursor(job: Job) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{job.seq}".encode()).decode()
-
-
-def decode_cursor(cursor: str, field: str = "after") -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
-    except (ValueError, binascii.Error, UnicodeError):
-        raw = ""
-    digits = raw[len(_CURSOR_PREFIX) :]
-    # A forged number past the 64-bit `seq` column is refused here, not by the driver.
-    if raw.startswith(_CURSOR_PREFIX) and digits.isdigit() and int(digits) <= _MAX_SEQ:
-        return int(digits)
-    raise InvalidInput(field, f"{_short(cursor)} is not a cursor this API gave out")
-
-
-def _short(value: str, limit: int = 60) -> str:
+def quoted(value: str, limit: int = 60) -> str:
+    """`value` for an error message: repr, cut at `limit` characters."""
     return repr(value if len(value) <= limit else value[:limit] + "…")
 
 

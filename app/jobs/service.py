@@ -20,6 +20,7 @@ from databases import Database
 from app.auth import ALL_SCOPES, READ, REPORT, WRITE, Caller
 from app.errors import Forbidden, JobNotFound
 from app.jobs import store
+from app.jobs.cursors import CursorCodec
 from app.jobs.events import JobEvents, JobStream
 from app.jobs.model import Job, JobFilter, JobStatus, NewJob, Page
 from app.outages import database_calls
@@ -33,10 +34,23 @@ class Jobs:
     scopes: frozenset[str] = ALL_SCOPES
     # Where committed changes are announced and subscriptions opened.
     events: JobEvents = field(kw_only=True)
+    # Seals list positions for this tenant (GraphQL `after`, REST `cursor`).
+    cursors: CursorCodec = field(kw_only=True)
 
     @classmethod
-    def for_caller(cls, database: Database, events: JobEvents, caller: Caller) -> Jobs:
-        return cls(database, caller.tenant, caller.scopes, events=events)
+    def for_caller(
+        cls, database: Database, events: JobEvents, cursors: CursorCodec, caller: Caller
+    ) -> Jobs:
+        return cls(database, caller.tenant, caller.scopes, events=events, cursors=cursors)
+
+    def cursor(self, job: Job) -> str:
+        """The opaque cursor of `job`'s position, for this tenant only."""
+        return self.cursors.encode(self.tenant, job.seq)
+
+    def position(self, cursor: str, field: str) -> int:
+        """What `cursor` points at; `BAD_USER_INPUT` naming `field` unless this
+        tenant was given it."""
+        return self.cursors.decode(self.tenant, cursor, field)
 
     def allow(self, scope: str) -> None:
         if scope not in self.scopes:

@@ -6,7 +6,6 @@
 (function () {
   "use strict";
 
-  var TOKEN_KEY = "jobs-gateway:token"; // shared with the jobs page
   var root = document.getElementById("graphiql");
 
   if (!window.React || !window.ReactDOM || !window.GraphiQL) {
@@ -39,7 +38,8 @@
   }
 
   var needsToken = document.body.dataset.auth === "token";
-  var token = localStorage.getItem(TOKEN_KEY);
+  // The jobs page's token, if one was entered there (static/tokens.js).
+  var token = JobsGatewayTokens.token();
   var defaultHeaders = token
     ? JSON.stringify({ Authorization: "Bearer " + token }, null, 2)
     : needsToken
@@ -66,9 +66,16 @@
       fetcher: fetcher,
       defaultQuery: defaultQuery,
       defaultHeaders: defaultHeaders,
+      // Saved tabs come back without headers: give the open one the jobs page's
+      // token (new tabs get `defaultHeaders`).
+      headers: token ? defaultHeaders : undefined,
       defaultEditorToolsVisibility: needsToken && !token ? "headers" : false,
       isHeadersEditorEnabled: true,
-      shouldPersistHeaders: true,
+      // Headers (with the token) stay in memory: not in saved tabs (GraphiQL's
+      // setting, whose toggle it then hides), nor in history, which GraphiQL
+      // saves with headers whatever the setting: the storage drops them.
+      shouldPersistHeaders: false,
+      storage: JobsGatewayTokens.graphiqlStorage(),
     }),
   );
 })();

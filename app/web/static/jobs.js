@@ -4,7 +4,6 @@
 (function () {
   "use strict";
 
-  var TOKEN_KEY = "jobs-gateway:token"; // shared with GraphiQL's default headers
   var LIMIT = 50;
   var FIELDS = "id status progress video inputs createdAt updatedAt deletedAt";
   var LIST_QUERY =
@@ -31,9 +30,8 @@
   var client = null;
   var loadNumber = 0;
 
-  function token() {
-    return localStorage.getItem(TOKEN_KEY) || "";
-  }
+  // Kept under one key, read by GraphiQL too (static/tokens.js).
+  var token = JobsGatewayTokens.token;
 
   function authHeaders() {
     return token() ? { Authorization: "Bearer " + token() } : {};
@@ -276,12 +274,12 @@
     tokenForm.addEventListener("submit", function (event) {
       event.preventDefault();
       var value = tokenInput.value.trim().replace(/^Bearer\s+/i, "");
-      if (value) localStorage.setItem(TOKEN_KEY, value);
-      else localStorage.removeItem(TOKEN_KEY);
+      JobsGatewayTokens.remember(value);
       start();
     });
     document.getElementById("forget").addEventListener("click", function () {
-      localStorage.removeItem(TOKEN_KEY);
+      // Every copy: GraphiQL's entries too, even those an older page left.
+      JobsGatewayTokens.forget();
       tokenInput.value = "";
       start();
     });
