@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 import anyio
@@ -21,7 +23,7 @@ import httpx2 as httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.servers import Server, start_server
+from tests.servers import ROOT, Server, free_port, start_server
 from tests.wsclient import PROTOCOLS, TRANSPORT_WS, graphql_socket
 
 MIB = 1024 * 1024
@@ -169,5 +171,56 @@ async def test_connections_past_the_limit_are_told_to_try_again_later(
             async with graphql_socket(server.ws_url, protocol) as again:
                 assert again.protocol == protocol
         assert "Traceback" not in server.log.read_text()
+    finally:
+        server.stop()
+
+
+TCP_ESTABLISHED = 1
+
+
+def tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+def test_a_client_that_stops_reading_is_cut_when_its_keepalive_times_out(
+    tmp_path: Path,
+) -> None:
+    # As documented for `uvicorn app.main:app` users, with short keep-alive pings.
+    # uvicorn closed such a connection by first flushing what it held for the
+    # client: for one that reads nothing, never; the connection stayed open.
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/jobs.db",
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
+        "--ws", "app.wsprotocol:BoundedWebSocketProtocol",
+        "--ws-ping-interval", "1", "--ws-ping-timeout", "1",
+    ]  # fmt: skip
+    with (tmp_path / "log").open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    server = Server(url=f"http://127.0.0.1:{port}", process=process, log=tmp_path / "log")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(server.url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, server.log.read_text()
+                time.sleep(0.1)
+        with closing(upgrade(server)) as sock:
+            sock.settimeout(3)
+            burst = frame(PING, b"p" * 125) * 512
+            # Until TCP holds it back, or the server cuts it already.
+            with suppress(TimeoutError, ConnectionResetError, BrokenPipeError):
+                while True:
+                    sock.send(burst)
+            deadline = time.monotonic() + 20
+            while tcp_state(sock) == TCP_ESTABLISHED and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert tcp_state(sock) != TCP_ESTABLISHED, "the server still holds the connection"
     finally:
         server.stop()
