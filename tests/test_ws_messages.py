@@ -151,6 +151,22 @@ async def test_a_malformed_message_gets_the_protocols_answer(
     assert "Traceback" not in log and "INTERNAL_SERVER_ERROR" not in log, log
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_null_connection_init_payload_is_an_empty_one(
+    gateway: Server, protocol: str
+) -> None:
+    # graphql-transport-ws's PROTOCOL.md: `payload?: Record<string, unknown> | null`.
+    with anyio.fail_after(LIMIT):
+        async with connect(gateway.ws_url, subprotocols=[protocol], proxy=None) as connection:  # type: ignore[list-item]
+            await connection.send(json.dumps({"type": "connection_init", "payload": None}))
+            got = await answer(connection)
+    # No token anywhere: refused as such, not as a malformed message.
+    if protocol == TRANSPORT_WS:
+        assert got == (4403, "Forbidden")
+    else:
+        assert isinstance(got, dict) and got["payload"]["code"] == "UNAUTHENTICATED", got
+
+
 async def test_the_legacy_protocol_answers_an_unknown_message_type(gateway: Server) -> None:
     with anyio.fail_after(LIMIT):
         async with connect(gateway.ws_url, subprotocols=[LEGACY_WS], proxy=None) as connection:  # type: ignore[list-item]

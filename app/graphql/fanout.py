@@ -718,6 +718,9 @@ class TransportWSHandler(_FastPath, BaseGraphQLTransportWSHandler[Context, None]
         await super().handle_message(message)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        if message.get("payload", {}) is None:
+            # The protocol allows a null payload; strawberry closes the connection (4400).
+            message = ConnectionInitMessage(type="connection_init")
         await super().handle_connection_init(message)
         self._watch_expiry()
 
