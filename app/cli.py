@@ -95,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         # A WebSocket message is held to the same cap as an HTTP body.
         ws_max_size=settings.max_body_bytes,
+        # uvicorn's default protocol, with memory bounded against clients that do not
+        # read or send 1-byte frames (app/wsprotocol.py; docs/limits.md).
+        ws="app.wsprotocol:BoundedWebSocketProtocol",
         # After SIGTERM, requests still running get this long, then are cut: the
         # process exits in bounded time even if a client never finishes its request.
         timeout_graceful_shutdown=settings.shutdown_timeout,

@@ -29,6 +29,7 @@ from app.memory import IdleCollection
 from app.middleware import BodyLimit, LoopbackOnly
 from app.settings import Settings, SettingsError
 from app.shutdown import drain_before_exit
+from app.wslimit import WebSocketLimit
 
 logger = logging.getLogger("app")
 
@@ -149,7 +150,8 @@ def gc_thresholds(*thresholds: int) -> Iterator[None]:
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    middleware = []
+    # Outermost: a connection past the limit costs as little as it can.
+    middleware = [Middleware(WebSocketLimit, limit=settings.max_websocket_connections)]
     if settings.cors_origins:
         # Bearer tokens, not cookies: no credentials mode needed.
         middleware.append(

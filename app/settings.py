@@ -43,6 +43,10 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # Seconds requests still running at SIGTERM get to finish before they are cut.
     shutdown_timeout: int = 20
+    # WebSocket connections one process holds open at once; past it, refused (1013).
+    max_websocket_connections: int = 10_000
+    # Seconds a WebSocket client has to send `connection_init` (both protocols).
+    websocket_init_timeout: int = 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +83,12 @@ class Settings:
                 if origin.strip()
             ),
             shutdown_timeout=_int(env, "SHUTDOWN_TIMEOUT", defaults.shutdown_timeout),
+            max_websocket_connections=_int(
+                env, "MAX_WEBSOCKET_CONNECTIONS", defaults.max_websocket_connections
+            ),
+            websocket_init_timeout=_int(
+                env, "WEBSOCKET_INIT_TIMEOUT", defaults.websocket_init_timeout
+            ),
         )
         settings.validate()
         return settings

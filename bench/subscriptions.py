@@ -199,6 +199,8 @@ def start(kind: str, deflate: bool, folder: Path) -> Server:
         "BENCH_DATABASE_URL": database,
         "BROADCAST_URL": "memory://",
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        # N subscribers on their own connections, past the default 10,000 at N=10,000.
+        "MAX_WEBSOCKET_CONNECTIONS": "100000",
     }
     env.pop("AUTH_JWT_SECRET", None)
     if kind == "stored":  # the gateway's tables, on a file of its own

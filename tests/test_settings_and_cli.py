@@ -33,6 +33,8 @@ def test_public_url_loses_its_trailing_slash() -> None:
         ("DATABASE_URL", "postgresql:///nohost"),
         ("BROADCAST_URL", "kafka://x"),
         ("PUBLIC_URL", "api.example.test"),
+        ("MAX_WEBSOCKET_CONNECTIONS", "0"),
+        ("WEBSOCKET_INIT_TIMEOUT", "soon"),
         ("MIGRATE_ON_START", "perhaps"),
     ],
 )

@@ -47,6 +47,7 @@ from graphql import (
     FieldNode,
     GraphQLError,
     GraphQLField,
+    GraphQLFormattedError,
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
@@ -63,12 +64,14 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
+    Message,
     SubscribeMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionErrorMessage,
     ErrorMessage,
+    OperationMessage,
     StartMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.types import (
@@ -83,6 +86,7 @@ from app.graphql.errors import QUERY_TOO_COMPLEX, MaskUnexpected, assign_code, l
 from app.graphql.limits import STRAWBERRY_RULES, Limits, validate_within_limits
 from app.graphql.subscriptions import frozen
 from app.graphql.types import Job, JobFilter
+from app.graphql.wsmessages import MalformedMessage, check_legacy, check_transport
 from app.jobs import model
 from app.jobs.buffers import Backlog
 from app.jobs.events import FELL_BEHIND, MAILBOX_LIMIT, JobEvents
@@ -95,6 +99,16 @@ PLANS_KEPT = 256
 OrderKey = tuple[Any, ...]
 
 TOKEN_EXPIRED = "token has expired"
+
+# What graphql-transport-ws closes with, and the legacy protocol now too.
+INIT_TIMEOUT = (4408, "Connection initialisation timeout")
+TOO_MANY_INITS = (4429, "Too many initialisation requests")
+# The most a WebSocket close frame's reason may hold (RFC 6455: 125 bytes less the code).
+MAX_REASON_BYTES = 123
+
+
+def close_reason(text: str) -> str:
+    return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
 # --- writing without waiting ------------------------------------------------------------
@@ -705,7 +719,20 @@ class TransportWSHandler(_FastPath, BaseGraphQLTransportWSHandler[Context, None]
         super().__init__(*args, **kwargs)
         self._fast_init()
 
+    async def handle_message(self, message: Message) -> None:
+        try:
+            check_transport(message)
+        except MalformedMessage as exc:
+            # The protocol: "receiving a message of a type or format which is not
+            # specified in this document" closes the socket with 4400.
+            await self.handle_invalid_message(close_reason(exc.message))
+            return
+        await super().handle_message(message)
+
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        if message.get("payload", {}) is None:
+            # The protocol allows a null payload; strawberry closes the connection (4400).
+            message = ConnectionInitMessage(type="connection_init")
         await super().handle_connection_init(message)
         self._watch_expiry()
 
@@ -780,8 +807,60 @@ class LegacyWSHandler(_FastPath, BaseGraphQLWSHandler[Context, None]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fast_init()
+        self._init_received = False
+        self._init_timeout: asyncio.Task[None] | None = None
+
+    async def handle(self) -> None:
+        # The current protocol's rule, which strawberry applies to it alone: a
+        # connection that has not sent `connection_init` in time is closed (4408).
+        delay = self.view.connection_init_wait_timeout.total_seconds()
+        timer = asyncio.get_running_loop().call_later(delay, self._init_timed_out)
+        try:
+            await super().handle()
+        finally:
+            timer.cancel()
+            if self._init_timeout is not None:
+                self._init_timeout.cancel()
+
+    def _init_timed_out(self) -> None:
+        if not self._init_received:
+            self._init_timeout = asyncio.ensure_future(self._close(*INIT_TIMEOUT))
+
+    async def _close(self, code: int, reason: str) -> None:
+        with suppress(Exception):  # the client is gone already: nothing to close
+            await self.websocket.close(code=code, reason=reason)
+
+    async def handle_message(self, message: OperationMessage) -> None:
+        try:
+            check_legacy(message)
+        except MalformedMessage as exc:
+            await self._refuse(exc)
+            return
+        await super().handle_message(message)
+
+    async def _refuse(self, exc: MalformedMessage) -> None:
+        """A malformed message is answered as subscriptions-transport-ws answers one:
+        an `error` for the operation it starts, else a `connection_error`; the
+        connection stays open."""
+        if exc.operation_id is not None:
+            error: GraphQLFormattedError = {
+                "message": exc.message,
+                "extensions": {"code": exc.code},
+            }
+            await self.send_message(ErrorMessage(type="error", id=exc.operation_id, payload=error))
+        else:
+            payload: dict[str, object] = {"code": exc.code, "message": exc.message}
+            await self.send_message(
+                ConnectionErrorMessage(type="connection_error", payload=payload)
+            )
 
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        # One per connection, as in the current protocol: a second one would run
+        # `on_ws_connect` again and start another keep-alive task, never cancelled.
+        if self._init_received:
+            await self.websocket.close(*TOO_MANY_INITS)
+            return
+        self._init_received = True
         await super().handle_connection_init(message)
         self._watch_expiry()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -46,6 +48,11 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         # Legacy graphql-ws clients expect `ka` messages (graphql-transport-ws has ping/pong).
         options.setdefault("keep_alive", True)
         options.setdefault("keep_alive_interval", KEEP_ALIVE_SECONDS)
+        # Both protocols (LegacyWSHandler applies it too): a client that never sends
+        # `connection_init` is closed with 4408 after this long.
+        options.setdefault(
+            "connection_init_wait_timeout", timedelta(seconds=settings.websocket_init_timeout)
+        )
         schema = create_schema(settings)
         super().__init__(schema, **options)  # type: ignore[arg-type]
         self.settings = settings
