@@ -11,12 +11,11 @@ from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.types import ExecutionContext
 
+from app.graphql.caches import SmallParserCache, SmallValidationCache
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.execution import PlainFieldsExecutor
 from app.graphql.mutations import Mutation
@@ -76,7 +75,8 @@ def _extensions(settings: Settings) -> list[Any]:
     return [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(rules),
-        ParserCache,
-        ValidationCache,
+        # Small documents only (app/graphql/caches.py).
+        SmallParserCache,
+        SmallValidationCache,
         MaskUnexpected,
     ]
