@@ -48,6 +48,15 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
+def _full_collection(trim: Callable[[int], int] | None) -> tuple[int, float]:
+    """A full collection, then the freed heap handed back: (objects freed, ms taken)."""
+    started = time.perf_counter()
+    found = gc.collect()
+    if trim is not None:
+        trim(0)
+    return found, (time.perf_counter() - started) * 1000
+
+
 class IdleCollection:
     """Told by `JobEvents` that no subscription is left, and how many ended since."""
 
@@ -60,15 +69,12 @@ class IdleCollection:
         self.ended += ended
         if self.ended < self.after:
             return
-        started = time.perf_counter()
-        found = gc.collect()
-        if self._trim is not None:
-            self._trim(0)
+        found, ms = _full_collection(self._trim)
         logger.info(
             "no subscription left (%d ended): %d unreachable objects freed in %.0f ms",
             self.ended,
             found,
-            (time.perf_counter() - started) * 1000,
+            ms,
         )
         self.ended = 0
 
@@ -109,15 +115,12 @@ class ReceivedBytesCollection:
         self.received += size
         if self.received < self.every:
             return
-        started = time.perf_counter()
-        found = gc.collect()
-        if self._trim is not None:
-            self._trim(0)
+        found, ms = _full_collection(self._trim)
         logger.debug(
             "%d bytes received: %d unreachable objects freed in %.1f ms",
             self.received,
             found,
-            (time.perf_counter() - started) * 1000,
+            ms,
         )
         self.received = 0
 
