@@ -25,7 +25,7 @@ from app.graphql.view import GraphQLView
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import CLOSE_TIMEOUT, JobEvents
 from app.jobs.service import StoredStates
-from app.memory import IdleCollection
+from app.memory import IdleCollection, ReceivedBytesCollection
 from app.middleware import BodyLimit, LoopbackOnly
 from app.settings import Settings, SettingsError
 from app.shutdown import drain_before_exit
@@ -167,6 +167,8 @@ def _middleware(settings: Settings) -> list[Middleware]:
     if settings.open_mode:
         middleware.append(Middleware(LoopbackOnly, settings=settings))
     middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
+    # Garbage freed under steady requests, not only when subscriptions end (app/memory.py).
+    middleware.append(Middleware(ReceivedBytesCollection, every=settings.gc_collect_bytes))
     return middleware
 
 

@@ -38,6 +38,8 @@ class Settings:
     max_query_tokens: int = 2000
     max_body_bytes: int = 1_048_576
     max_subscriptions_per_connection: int = 20
+    # A full garbage collection after every this many bytes received (app/memory.py).
+    gc_collect_bytes: int = 8_388_608
     graphql_introspection: bool = True
     graphiql: bool = True
     cors_origins: tuple[str, ...] = ()
@@ -73,6 +75,7 @@ class Settings:
             max_subscriptions_per_connection=_int(
                 env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", defaults.max_subscriptions_per_connection
             ),
+            gc_collect_bytes=_int(env, "GC_COLLECT_BYTES", defaults.gc_collect_bytes),
             graphql_introspection=_flag(
                 env, "GRAPHQL_INTROSPECTION", defaults.graphql_introspection
             ),

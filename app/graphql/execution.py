@@ -53,11 +53,14 @@ from graphql import (
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from app.graphql.caches import MAX_CACHED_CHARS
+
 # Completes a value (raising _NotPlain when graphql-core must do it).
 Completer = Callable[[Any], Any]
 # Completes an object for one selection: source -> {response name: value}.
 Plan = Callable[[Any], dict[str, Any]]
-# Plans made, per schema, by selection shape; the least recently used go first.
+# Plans made, per schema, by selection shape; the least recently used go first. A
+# shape's own response names are at most MAX_CACHED_CHARS characters long together.
 PLANS_KEPT = 512
 
 
@@ -140,7 +143,13 @@ def _plan(
     # The schema fixes each field's type and how it is read; the selection adds the
     # response names and, for objects, the sub-selections (whose plans stand for them).
     key: list[object] = [parent_type.name]
+    # Response names are the client's (aliases): a selection naming more than a small
+    # document could is not planned, so no plan keeps a big one (app/graphql/caches.py).
+    names_left = MAX_CACHED_CHARS
     for response_name, field_details_list in grouped_field_set.items():
+        names_left -= len(response_name)
+        if names_left < 0:
+            return None
         for details in field_details_list:
             node = details.node
             if (

@@ -81,6 +81,7 @@ from strawberry.types.arguments import convert_arguments
 
 from app.auth import READ
 from app.errors import SubscriptionInterrupted, Unauthenticated
+from app.graphql.caches import cacheable
 from app.graphql.context import Context
 from app.graphql.errors import QUERY_TOO_COMPLEX, MaskUnexpected, assign_code, log_unexpected
 from app.graphql.limits import STRAWBERRY_RULES, Limits, validate_within_limits
@@ -93,8 +94,10 @@ from app.jobs.events import FELL_BEHIND, MAILBOX_LIMIT, JobEvents
 
 logger = logging.getLogger("app.graphql")
 
-# Query texts whose fast-path plan (or refusal) is remembered.
-PLANS_KEPT = 256
+# Query texts whose fast-path plan (or refusal) is remembered; small ones only
+# (`app.graphql.caches.cacheable`): a plan keeps its parsed document. As many as
+# strawberry's parser cache keeps, for the same worst case (app/graphql/caches.py).
+PLANS_KEPT = 128
 
 OrderKey = tuple[Any, ...]
 
@@ -292,6 +295,8 @@ class Fanout:
         error of a document refused for its size (QUERY_TOO_COMPLEX), to send here."""
         if not isinstance(query, str) or not isinstance(operation_name, str | None):
             return None
+        if not cacheable(query):  # planned for this subscription only
+            return self._make_plan(query, operation_name)
         key = (query, operation_name)
         if key in self._plans:
             self._plans.move_to_end(key)

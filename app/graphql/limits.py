@@ -38,6 +38,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from app.graphql.caches import cacheable
 from app.graphql.errors import QUERY_TOO_COMPLEX
 
 # Documents whose validation result is kept (as strawberry's ValidationCache does).
@@ -249,7 +250,11 @@ class LimitedValidation(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert context.graphql_document is not None  # validation follows a parse
-        context.pre_execution_errors = cached_validate_within_limits(
+        # Small documents only are kept (app/graphql/caches.py).
+        validate = (
+            cached_validate_within_limits if cacheable(context.query) else validate_within_limits
+        )
+        context.pre_execution_errors = validate(
             context.schema._schema,  # strawberry's name for its graphql-core schema
             context.graphql_document,
             self.limits,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.types import ExecutionContext
 
+from app.graphql.caches import DocumentParserCache
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.execution import PlainFieldsExecutor
 from app.graphql.limits import LimitedValidation, Limits
@@ -29,27 +29,6 @@ class Schema(strawberry.Schema):
         for error in errors:
             if assign_code(error, document) == "INTERNAL_SERVER_ERROR":
                 log_unexpected(error)
-
-
-class ReportedParserCache(ParserCache):
-    """strawberry's ParserCache, but a document that does not parse is left to strawberry.
-
-    ParserCache parses in its hook, outside strawberry's handling of parse errors: over
-    HTTP a catch-all reports the error, but over WebSocket the subscription only
-    completed (graphql-transport-ws) or said nothing (graphql-ws). Left unparsed here,
-    strawberry parses the text itself, reports the error, and the error gets its code
-    (a syntax error, or QUERY_TOO_COMPLEX for a document too long or deep to parse).
-    """
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        try:
-            context.graphql_document = self.cached_parse_document(
-                context.query, **context.parse_options
-            )
-        except GraphQLError:
-            pass  # parsed again, once, by strawberry; bounded by the token cap
-        yield
 
 
 def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
@@ -90,7 +69,8 @@ def _extensions(settings: Settings) -> list[Any]:
     return [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(rules),
-        ReportedParserCache,
+        # Small documents only (app/graphql/caches.py).
+        DocumentParserCache,
         lambda: LimitedValidation(limits),
         MaskUnexpected,
     ]
