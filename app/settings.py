@@ -35,6 +35,8 @@ class Settings:
     max_query_aliases: int = 15
     # Fields in a document once fragments are expanded (GraphiQL's schema query: 226).
     max_query_selections: int = 1000
+    # Characters in one GraphQL document: a longer one is refused before it is parsed.
+    max_query_length: int = 65_536
     max_query_tokens: int = 2000
     max_body_bytes: int = 1_048_576
     max_subscriptions_per_connection: int = 20
@@ -70,6 +72,7 @@ class Settings:
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth),
             max_query_aliases=_int(env, "MAX_QUERY_ALIASES", defaults.max_query_aliases),
             max_query_selections=_int(env, "MAX_QUERY_SELECTIONS", defaults.max_query_selections),
+            max_query_length=_int(env, "MAX_QUERY_LENGTH", defaults.max_query_length),
             max_query_tokens=_int(env, "MAX_QUERY_TOKENS", defaults.max_query_tokens),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes),
             max_subscriptions_per_connection=_int(

@@ -103,6 +103,28 @@ async def test_doubling_fragments_are_refused_at_once_before_any_token_check(
         assert answer.json() == {"data": {"__typename": "Query"}}
 
 
+async def test_a_document_too_long_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    # A big string literal is one token: only its length bounds what parsing it costs.
+    server = start_server(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path}/jobs.db",
+            "AUTH_JWT_SECRET": SECRET,
+            "MAX_QUERY_LENGTH": "1000",
+        },
+        tmp_path / "server.log",
+    )
+    try:
+        literal = "x" * 2000
+        for body in post_and_get(server, f'{{ job(id: "{literal}") {{ id }} }}'):
+            assert codes(body) == ["QUERY_TOO_COMPLEX"], body
+            assert "MAX_QUERY_LENGTH" in body["errors"][0]["message"]
+            assert literal not in str(body)  # nor echoed back
+        answer = post_and_get(server, "{ __typename }")
+        assert answer == [{"data": {"__typename": "Query"}}] * 2
+    finally:
+        server.stop()
+
+
 async def test_depth_counts_introspection_and_nesting_the_parser_refuses(
     server: Server,
 ) -> None:

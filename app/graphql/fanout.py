@@ -559,6 +559,8 @@ class _FastPath:
     ) -> bool:
         """Serve the operation on this path; False to leave it to strawberry."""
         fanout: Fanout = self.view.fanout
+        if isinstance(query, str) and len(query) > self.context.settings.max_query_length:
+            return False  # refused strawberry's way, before anything parses it
         plan = fanout.plan(query, operation_name)
         if isinstance(plan, GraphQLError):
             await self.refuse(op_id, plan)

@@ -13,7 +13,7 @@ from strawberry.types import ExecutionContext
 from app.graphql.caches import DocumentParserCache
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.execution import PlainFieldsExecutor
-from app.graphql.limits import LimitedValidation, Limits
+from app.graphql.limits import LengthLimit, LimitedValidation, Limits
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.subscriptions import Subscription
@@ -66,7 +66,9 @@ def _extensions(settings: Settings) -> list[Any]:
     limits = query_limits(settings)
     rules = validation_rules(settings)
     max_tokens = settings.max_query_tokens
+    max_length = settings.max_query_length
     return [
+        lambda: LengthLimit(max_length),
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(rules),
         # Small documents only (app/graphql/caches.py).
