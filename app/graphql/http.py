@@ -183,7 +183,9 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
         content_type = _media_type(request.content_type or "")
         if self._get_stream_transport_from_headers(request.headers) or (
-            request.method == "POST" and content_type == "multipart/form-data"
+            request.method == "POST"
+            and content_type == "multipart/form-data"
+            and self.multipart_uploads_enabled
         ):
             # Streaming subscriptions and uploads, when enabled, are strawberry's.
             return await super().parse_http_body(request)
