@@ -118,7 +118,7 @@ class LoopbackOnly:
 
     - a request that reached the server on a non-loopback address (`python -m app
       serve` refuses such a --host outright; this also covers `uvicorn app.main:app
-      --host 0.0.0.0`);
+      --host 0.0.0.0`), or that a proxy on this machine forwarded for another;
     - a `Host` other than localhost / a loopback address / PUBLIC_URL's host: a
       DNS-rebinding page would name its own host;
     - a browser request from another origin (a page the developer happens to have
@@ -153,6 +153,11 @@ class LoopbackOnly:
         if isinstance(server, (tuple, list)) and server and _address(str(server[0])):
             if not is_loopback(str(server[0])):
                 return "request arrived on a non-loopback address"
+            # A proxy on this machine connects from loopback; uvicorn puts the
+            # client it names (X-Forwarded-For) here.
+            client = scope.get("client")
+            if client and _address(str(client[0])) and not is_loopback(str(client[0])):
+                return f"request from {client[0]}, not from this machine (a proxy forwarded it)"
             host = _hostname("Host", headers.get("host", ""), "//")
             if not (is_loopback(host) or host in self.hosts):
                 return f"Host {host!r} is not this machine"

@@ -226,3 +226,17 @@ def test_a_malformed_host_on_a_websocket_handshake_is_400_saying_so(server: Serv
     assert json.loads(body) == {
         "error": {"code": "BAD_REQUEST", "message": "Host: malformed ('[::1')"}
     }
+
+
+def test_open_mode_refuses_what_a_local_proxy_forwards_for_another_machine(
+    server: Server,
+) -> None:
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1, as from a proxy on this machine.
+    with connect(server) as sock:
+        sock.sendall(
+            b"GET /encoding/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"X-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n"
+        )
+        status, _, body = answer(until_closed(sock))
+    assert status == 403
+    assert "203.0.113.9" in json.loads(body)["error"]["message"]
