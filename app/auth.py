@@ -99,16 +99,33 @@ def _caller(claims: dict[str, Any]) -> Caller:
         raise Unauthenticated(f"token claim 'tenant' must be a string of 1..{MAX_TENANT_LENGTH}")
     if not isinstance(subject, str):
         raise Unauthenticated("token claim 'sub' must be a string")
+    for name, value in (("tenant", tenant), ("sub", subject)):
+        if not printable(value):
+            raise Unauthenticated(f"token claim {name!r} must be printable text")
     if not isinstance(scope, str):
         raise Unauthenticated("token claim 'scope' must be a space-separated string")
+    # pyjwt compares int(claim) with the time, so it takes "9999999999" too; what it
+    # checked must be what a WebSocket's expiry is timed by: a JSON number.
+    for name in ("exp", "nbf", "iat"):
+        if name in claims and not _numeric_date(claims[name]):
+            raise Unauthenticated(f"token claim {name!r} must be a number (seconds since 1970)")
     # Scopes meant for other services (an identity provider's "openid" …) are ignored.
-    expires = claims["exp"]
     return Caller(
         tenant=tenant,
         scopes=ALL_SCOPES & set(scope.split()),
         subject=subject,
-        expires=float(expires) if isinstance(expires, int | float) else None,
+        expires=float(claims["exp"]),
     )
+
+
+def printable(text: str) -> bool:
+    """No control characters (NUL …), lone surrogates (no UTF-8 form: PostgreSQL
+    refuses them) or other invisible characters; plain spaces are fine."""
+    return text.isprintable()
+
+
+def _numeric_date(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def issue_token(
@@ -119,8 +136,10 @@ def issue_token(
     unknown = [scope for scope in wanted if scope not in ALL_SCOPES]
     if unknown:
         raise ValueError(f"unknown scope {unknown[0]!r}; expected some of {', '.join(SCOPES)}")
-    if not 0 < len(tenant) <= MAX_TENANT_LENGTH:
-        raise ValueError(f"tenant must be 1..{MAX_TENANT_LENGTH} characters")
+    if not 0 < len(tenant) <= MAX_TENANT_LENGTH or not printable(tenant):
+        raise ValueError(f"tenant must be 1..{MAX_TENANT_LENGTH} printable characters")
+    if subject is not None and not printable(subject):
+        raise ValueError("subject must be printable text")
     if ttl < 1:
         raise ValueError("ttl must be a positive number of seconds")
     now = int(time.time())

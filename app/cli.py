@@ -87,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
+    from app.http_server import uvicorn_options
+
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -101,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # After SIGTERM, requests still running get this long, then are cut: the
         # process exits in bounded time even if a client never finishes its request.
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        # Bounds on request heads, and headers on every answer (app/http_server.py).
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -204,6 +204,21 @@ REACHES: tuple[Reach, ...] = (
     # uvicorn: no hook bounds what a WebSocket client that does not read may cost.
     Reach(
         "uvicorn",
+        "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol",
+        (
+            "on_message_begin",
+            "on_headers_complete",
+            "on_message_complete",
+            "transport",
+            "loop",
+            "cycle",
+            "server_state",
+        ),
+        "app/http_server.py",
+        "a request head bounded in size and time (uvicorn bounds neither with httptools)",
+    ),
+    Reach(
+        "uvicorn",
         "uvicorn._types:ASGIReceiveEvent",
         (),
         "app/wsprotocol.py",

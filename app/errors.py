@@ -59,6 +59,13 @@ class MalformedBody(AppError):
     http_status = 400
 
 
+class UnsupportedMediaType(AppError):
+    """The body is not declared as JSON (app/media.py): 415, whatever it holds."""
+
+    code = "BAD_REQUEST"
+    http_status = 415
+
+
 class SubscriptionInterrupted(AppError):
     """A subscription can no longer promise every change (its client fell too far
     behind): it ends with this error, and the client subscribes again."""

@@ -14,10 +14,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from alembic.script import ScriptDirectory
 from databases import Database
+from starlette.requests import Request
 
 from app import db
+from app.errors import Unauthenticated
 from app.jobs.broker import Broker
 from app.jobs.events import BroadcastUnavailable, JobEvents
+from app.middleware import is_loopback
 from app.outages import reason
 from app.settings import Settings
 
@@ -31,14 +34,39 @@ class Report:
     migrations: str | None
     broadcast: str | None
 
-    @property
-    def problems(self) -> list[str]:
-        found = (
+    def parts(self) -> tuple[tuple[str, str | None], ...]:
+        return (
             ("database", self.database),
             ("migrations", self.migrations),
             ("broadcast", self.broadcast),
         )
-        return [f"{name}: {problem}" for name, problem in found if problem]
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"{name}: {problem}" for name, problem in self.parts() if problem]
+
+
+def may_see_details(request: Request) -> bool:
+    """/readyz in full (addresses, driver errors, counts) is for a caller on this
+    machine, or one with a valid token (any scope); others get `summary`. Behind a
+    proxy on this machine, the client is the one it names in X-Forwarded-For."""
+    client = request.scope.get("client")
+    if client and is_loopback(str(client[0])):
+        return True
+    try:
+        request.app.state.verifier.verify(request.headers.get("authorization"))
+    except Unauthenticated:
+        return False
+    return True
+
+
+def summary(report: Report) -> dict[str, object]:
+    """What /readyz tells anyone: ready or not, and which parts are not."""
+    return {
+        "status": "unavailable" if report.problems else "ready",
+        "problems": [name for name, problem in report.parts() if problem],
+        "details": "for callers on this machine or with a valid bearer token",
+    }
 
 
 async def report(database: Database, events: JobEvents) -> Report:

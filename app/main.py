@@ -73,6 +73,10 @@ def create_app(settings: Settings) -> Starlette:
         events: JobEvents = request.state.events
         found = await health.report(request.state.database, events)
         problems = found.problems
+        status_code = 503 if problems else 200
+        if not health.may_see_details(request):
+            # Anyone may probe; addresses and driver errors are for operators.
+            return JSONResponse(health.summary(found), status_code=status_code)
         return JSONResponse(
             {
                 "status": "unavailable" if problems else "ready",
@@ -87,7 +91,7 @@ def create_app(settings: Settings) -> Starlette:
                 "subscriptions": events.subscriber_count,
                 "tasks": len(asyncio.all_tasks()),
             },
-            status_code=503 if problems else 200,
+            status_code=status_code,
         )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -95,7 +99,8 @@ def create_app(settings: Settings) -> Starlette:
         logger.exception(
             "unexpected error on %s %s [request id %s]",
             request.method,
-            request.url.path,
+            # Not request.url: it parses the Host header, which may be what is wrong.
+            request.scope["path"],
             request_id,
         )
         return rest.error_response(
@@ -166,7 +171,11 @@ def _middleware(settings: Settings) -> list[Middleware]:
         )
     if settings.open_mode:
         middleware.append(Middleware(LoopbackOnly, settings=settings))
-    middleware.append(Middleware(BodyLimit, max_bytes=settings.max_body_bytes))
+    middleware.append(
+        Middleware(
+            BodyLimit, max_bytes=settings.max_body_bytes, timeout=settings.request_body_timeout
+        )
+    )
     # Garbage freed under steady requests, not only when subscriptions end (app/memory.py).
     middleware.append(Middleware(ReceivedBytesCollection, every=settings.gc_collect_bytes))
     return middleware

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -11,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app import media
 from app.errors import (
     AppError,
     InvalidInput,
@@ -18,6 +18,7 @@ from app.errors import (
     MalformedBody,
     Unauthenticated,
     Unavailable,
+    UnsupportedMediaType,
 )
 from app.jobs import model
 from app.jobs.model import Job, JobStatus, format_timestamp, parse_uuid
@@ -71,10 +72,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _body(request: Request) -> dict[str, Any]:
+    problem = media.content_type_problem(request.headers.get("content-type"))
+    if problem is not None:
+        raise UnsupportedMediaType(problem)
     raw = await request.body()
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        body = media.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedBody(f"body: not valid JSON ({exc})") from None
     if not isinstance(body, dict):
         raise InvalidInput("body", "must be a JSON object")

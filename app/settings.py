@@ -39,6 +39,12 @@ class Settings:
     max_query_length: int = 65_536
     max_query_tokens: int = 2000
     max_body_bytes: int = 1_048_576
+    # HTTP/1.1 request heads (request line and headers): the most bytes, and the
+    # seconds a client has to send one (from connecting, or from a request's first
+    # byte); the seconds it has to send a whole body. See docs/limits.md.
+    max_header_bytes: int = 32_768
+    request_header_timeout: int = 10
+    request_body_timeout: int = 30
     max_subscriptions_per_connection: int = 20
     # A full garbage collection after every this many bytes received (app/memory.py).
     gc_collect_bytes: int = 8_388_608
@@ -75,6 +81,11 @@ class Settings:
             max_query_length=_int(env, "MAX_QUERY_LENGTH", defaults.max_query_length),
             max_query_tokens=_int(env, "MAX_QUERY_TOKENS", defaults.max_query_tokens),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes),
+            max_header_bytes=_int(env, "MAX_HEADER_BYTES", defaults.max_header_bytes),
+            request_header_timeout=_int(
+                env, "REQUEST_HEADER_TIMEOUT", defaults.request_header_timeout
+            ),
+            request_body_timeout=_int(env, "REQUEST_BODY_TIMEOUT", defaults.request_body_timeout),
             max_subscriptions_per_connection=_int(
                 env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", defaults.max_subscriptions_per_connection
             ),

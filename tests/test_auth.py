@@ -82,12 +82,42 @@ def test_open_mode_is_tenant_default_with_every_scope() -> None:
         (claims(scope=["jobs:read"]), "scope"),
         (claims(aud="another-service"), "audience"),
         (claims(nbf=int(time.time()) + 600), "not yet valid"),
+        # Text a database cannot store, or a person cannot see (PostgreSQL answered 500).
+        (claims(tenant="ac\x00me"), "'tenant' must be printable"),
+        (claims(tenant="acme\ud800"), "'tenant' must be printable"),
+        (claims(tenant="ac\u200bme"), "'tenant' must be printable"),
+        (claims(sub="worker\x00"), "'sub' must be printable"),
+        # pyjwt takes numeric strings; a WebSocket's expiry timer could not.
+        (claims(exp=str(int(time.time()) + 60)), "'exp' must be a number"),
+        (claims(nbf=True), "'nbf' must be a number"),
+        (claims(nbf=str(int(time.time()) - 60)), "'nbf' must be a number"),
+        (claims(iat=str(int(time.time()))), "'iat' must be a number"),
     ],
 )
 def test_bad_claims_are_refused_with_a_reason(payload: dict[str, Any], reason: str) -> None:
     check = verifier(auth_jwt_secret=SECRET)
     value = jwt.encode(payload, SECRET, algorithm="HS256")
     assert reason in refused(check, f"Bearer {value}")
+
+
+def test_numeric_dates_may_be_fractional_and_printable_text_any_script() -> None:
+    check = verifier(auth_jwt_secret=SECRET)
+    expires = time.time() + 60.5
+    value = jwt.encode(claims(exp=expires, tenant="Bücher & Co 東京"), SECRET, algorithm="HS256")
+    caller = check.verify(f"Bearer {value}")
+    assert (caller.tenant, caller.expires) == ("Bücher & Co 東京", expires)
+
+
+def test_the_token_command_refuses_an_unprintable_tenant() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "token", "--tenant", "ac\x1bme", "--scope", "jobs:read"],
+        cwd=ROOT,
+        env={**os.environ, "AUTH_JWT_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "printable" in result.stderr
 
 
 def test_unsigned_and_foreign_algorithms_are_refused() -> None:
@@ -193,6 +223,9 @@ def test_weak_secrets_are_refused_in_one_line(secret: str) -> None:
         ("MAX_QUERY_SELECTIONS", "0"),
         ("MAX_QUERY_TOKENS", "-5"),
         ("MAX_BODY_BYTES", "1MB"),
+        ("MAX_HEADER_BYTES", "32k"),
+        ("REQUEST_HEADER_TIMEOUT", "0"),
+        ("REQUEST_BODY_TIMEOUT", "2.5"),
         ("MAX_SUBSCRIPTIONS_PER_CONNECTION", "0"),
         ("GRAPHQL_INTROSPECTION", "sometimes"),
         ("GRAPHIQL", "2"),

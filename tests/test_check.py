@@ -15,6 +15,7 @@ from app import db, health
 from app.main import create_app
 from app.settings import Settings
 from support.servers import ROOT, free_port
+from tests.tokens import SECRET, bearer, token
 
 
 def check(**env: str) -> tuple[int, list[str]]:
@@ -90,3 +91,29 @@ def test_readyz_lists_each_problem_on_one_line(database_url: str) -> None:
         f"migrations: 1 pending ({newest}; the schema is at {before}): run `python -m app migrate`"
     ]
     assert body["database"] == "ok" and body["broadcast"] == "ok"
+
+
+@pytest.mark.engines("sqlite")
+def test_readyz_details_are_for_this_machine_or_a_token_holder(database_url: str) -> None:
+    *_, before, newest = health.revisions()
+    asyncio.run(db.migrate(Settings(database_url=database_url), before))
+    settings = Settings(database_url=database_url, migrate_on_start=False, auth_jwt_secret=SECRET)
+    app = create_app(settings)
+    with TestClient(app, client=("203.0.113.9", 40000)) as remote:
+        for headers in ({}, {"Authorization": "Bearer forged"}):
+            ready = remote.get("/readyz", headers=headers)
+            # The status a probe reads, and which parts: no revisions, addresses, errors.
+            assert ready.status_code == 503
+            assert ready.json() == {
+                "status": "unavailable",
+                "problems": ["migrations"],
+                "details": "for callers on this machine or with a valid bearer token",
+            }
+        # Any valid token, whatever its scope, reads it all.
+        ready = remote.get("/readyz", headers=bearer(token(scope="jobs:report")))
+        assert ready.status_code == 503
+        assert newest in ready.json()["problems"][0] and "broker" in ready.json()
+    with TestClient(app, client=("127.0.0.1", 40000)) as local:
+        ready = local.get("/readyz")
+        assert ready.status_code == 503
+        assert newest in ready.json()["problems"][0] and "broker" in ready.json()

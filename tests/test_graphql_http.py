@@ -289,6 +289,28 @@ def test_post_without_json_content_type_is_415(client: TestClient) -> None:
     assert response.json()["errors"][0]["message"].startswith("Content-Type:")
 
 
+def test_post_rules_on_media_type_and_encoding_are_rests(client: TestClient) -> None:
+    document = '{"query": "{ __typename }"}'
+    for content_type in (
+        "application/json; charset=utf-16",
+        None,
+        "multipart/form-data; boundary=x",  # uploads are off: strawberry said 400
+    ):
+        headers = {} if content_type is None else {"content-type": content_type}
+        response = client.post("/graphql", content=document.encode("utf-16"), headers=headers)
+        assert response.status_code == 415
+        assert code_of(response) == "BAD_REQUEST"
+    # Declared JSON but not UTF-8: not guessed.
+    response = client.post(
+        "/graphql", content=document.encode("utf-16"), headers={"content-type": JSON}
+    )
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["errors"][0]["message"]
+    for content_type in ("application/json; charset=UTF-8", "application/vnd.api+json"):
+        response = client.post("/graphql", content=document, headers={"content-type": content_type})
+        assert response.json() == {"data": {"__typename": "Query"}}
+
+
 @pytest.mark.parametrize("accept", ["application/json", "application/graphql-response+json"])
 def test_a_subscription_over_http_is_refused_pointing_at_websocket(
     client: TestClient, accept: str

@@ -230,6 +230,20 @@ def test_open_mode_serves_loopback_only_and_says_so(
         # Pages served from this machine (a dev server on another port) are fine.
         for origin in ("http://localhost:5173", "http://127.0.0.1:8000"):
             assert local.get("/encoding/jobs", headers={"Origin": origin}).status_code == 200
+    # Headers that name no host at all are the client's error, not a 500 (the
+    # WebSocket handshake too: tests/test_http_limits.py, with a real server).
+    with gateway(settings, base_url="http://127.0.0.1:8000") as local:
+        for headers, named in (
+            ({"Host": "[::1"}, "Host: malformed"),
+            ({"Host": "[zz]:8000"}, "Host: malformed"),
+            ({"Origin": "http://["}, "Origin: malformed"),
+        ):
+            response = local.get("/encoding/jobs", headers=headers)
+            assert response.status_code == 400
+            assert response.json()["error"] == {
+                "code": "BAD_REQUEST",
+                "message": f"{named} ({next(iter(headers.values()))!r})",
+            }
     # With a secret, other addresses are served (and tokens checked).
     with gateway(auth_settings(tmp_path), base_url="http://192.0.2.10") as remote:
         assert remote.get("/encoding/jobs").status_code == 401

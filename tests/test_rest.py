@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from app.main import create_app
+from app.settings import Settings
 from tests.conftest import PUBLIC_URL
 from tests.jobs_data import INPUT, PROFILE, VIDEO, new_uuid, request_object
 
@@ -108,6 +112,79 @@ def test_body_that_is_not_json_is_400(client: TestClient, raw: bytes) -> None:
         "/encoding/jobs", content=raw, headers={"content-type": "application/json"}
     )
     assert_error(response, 400, "BAD_USER_INPUT", "body")
+
+
+JOB_JSON = json.dumps(request_object())
+
+
+@pytest.mark.parametrize(
+    ("content_type", "raw"),
+    [
+        ("text/plain", JOB_JSON.encode()),
+        ("text/plain;charset=UTF-8", JOB_JSON.encode()),
+        ("application/x-www-form-urlencoded", JOB_JSON.encode()),
+        ("multipart/form-data; boundary=x", JOB_JSON.encode()),
+        ("application/json; charset=utf-16", JOB_JSON.encode("utf-16")),
+        ("application/jsonp", JOB_JSON.encode()),
+        (None, JOB_JSON.encode()),
+    ],
+)
+def test_a_body_not_declared_json_is_415(
+    client: TestClient, content_type: str | None, raw: bytes
+) -> None:
+    job = create(client)
+    headers = {} if content_type is None else {"content-type": content_type}
+    for method, url in (("POST", "/encoding/jobs"), ("PATCH", f"/encoding/jobs/{job['id']}")):
+        response = client.request(method, url, content=raw, headers=headers)
+        assert_error(response, 415, "BAD_REQUEST", "Content-Type:")
+    # Nothing was created or changed.
+    assert client.get("/encoding/jobs").json()["jobs"] == [job]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "Application/JSON; charset=UTF-8", 'application/json;charset="utf-8"',
+     "application/vnd.api+json"],
+)  # fmt: skip
+def test_json_media_types_are_read(client: TestClient, content_type: str) -> None:
+    created = client.post(
+        "/encoding/jobs", content=JOB_JSON.encode(), headers={"content-type": content_type}
+    )
+    assert created.status_code == 201, created.text
+    patched = client.patch(
+        f"/encoding/jobs/{created.json()['id']}",
+        content=b'{"progress": 5}',
+        headers={"content-type": content_type},
+    )
+    assert patched.json()["progress"] == 5
+
+
+def test_json_in_another_encoding_is_not_guessed(client: TestClient) -> None:
+    for encoding in ("utf-16", "utf-32", "utf-16-le"):
+        response = client.post(
+            "/encoding/jobs",
+            content=JOB_JSON.encode(encoding),
+            headers={"content-type": "application/json"},
+        )
+        assert_error(response, 400, "BAD_USER_INPUT", "not valid JSON")
+    assert client.get("/encoding/jobs").json()["jobs"] == []
+
+
+def test_a_page_on_another_local_origin_cannot_create_a_job_in_open_mode(
+    tmp_path: Path,
+) -> None:
+    # A form or fetch() with text/plain is a "simple" request: no CORS preflight
+    # stops the browser from sending it, and loopback origins pass in open mode.
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/jobs.db")
+    app = create_app(settings)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as local:
+        response = local.post(
+            "/encoding/jobs",
+            content=JOB_JSON.encode(),
+            headers={"Origin": "http://localhost:5173", "Content-Type": "text/plain"},
+        )
+        assert_error(response, 415, "BAD_REQUEST", "application/json")
+        assert local.get("/encoding/jobs").json()["jobs"] == []
 
 
 def test_patch_applies_the_state_rules(client: TestClient) -> None:

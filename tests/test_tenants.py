@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from tests.tokens import JOB_INPUT, auth_settings, bearer, create_job, gateway, read_job, token
+from tests.tokens import (
+    JOB_INPUT,
+    SECRET,
+    auth_settings,
+    bearer,
+    create_job,
+    gateway,
+    read_job,
+    token,
+)
 
 
 @pytest.fixture
@@ -91,3 +102,28 @@ def test_same_tenant_different_tokens_share_jobs(client: TestClient) -> None:
     response = client.patch(f"/encoding/jobs/{job_id}", json={"progress": 30}, headers=worker)
     assert response.status_code == 200
     assert read_job(client, job_id, tenant="acme")["progress"] == 30
+
+
+@pytest.mark.parametrize("tenant", ["ac\x00me", "acme\ud800"], ids=["NUL", "lone surrogate"])
+def test_a_tenant_no_database_can_store_is_refused_not_a_500(
+    client: TestClient, tenant: str
+) -> None:
+    # PostgreSQL cannot hold either in text; it answered 500 before the verifier refused them.
+    headers = bearer(unchecked_token(tenant))
+    for method, path, body in (
+        ("GET", "/encoding/jobs", None),
+        ("POST", "/encoding/jobs", JOB_INPUT),
+    ):
+        response = client.request(method, path, json=body, headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["code"] == "UNAUTHENTICATED"
+        assert "'tenant' must be printable" in response.json()["error"]["message"]
+    graphql = client.post("/graphql", json={"query": "{ jobs { totalCount } }"}, headers=headers)
+    assert codes(graphql.json()) == ["UNAUTHENTICATED"]
+
+
+def unchecked_token(tenant: str) -> str:
+    """A correctly signed token whose tenant `issue_token` would refuse to write."""
+    now = int(time.time())
+    claims = {"sub": "tests", "tenant": tenant, "scope": "jobs:read jobs:write", "exp": now + 600}
+    return jwt.encode(claims, SECRET, algorithm="HS256")

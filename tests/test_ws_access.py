@@ -7,6 +7,7 @@ both subprotocols.
 from __future__ import annotations
 
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import anyio
 import httpx2 as httpx
+import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -37,6 +39,14 @@ pytestmark = pytest.mark.anyio
 LIMIT = 30
 MAX_SUBSCRIPTIONS = 3
 
+
+def signed(**claims: Any) -> str:
+    """A token signed with the right secret, with these claims changed."""
+    now = int(time.time())
+    base = {"sub": "tests", "tenant": "acme", "scope": "jobs:read", "iat": now, "exp": now + 86400}
+    return jwt.encode({**base, **claims}, SECRET, algorithm="HS256")
+
+
 # The Authorization value sent, and the scope it grants (None: not a valid token).
 CREDENTIALS: dict[str, tuple[Any, str | None]] = {
     "no token": (None, None),
@@ -44,6 +54,9 @@ CREDENTIALS: dict[str, tuple[Any, str | None]] = {
     "not a string": (["Bearer", "x"], None),
     "expired": (f"Bearer {expired_token()}", None),
     "wrong secret": (f"Bearer {token(secret=OTHER_SECRET)}", None),
+    # Would never expire on a WebSocket (pyjwt itself takes the string).
+    "numeric-string exp": (f"Bearer {signed(exp=str(int(time.time()) + 86400))}", None),
+    "NUL in tenant": ("Bearer " + signed(tenant="ac\x00me"), None),
     "read-only": (f"Bearer {token(scope='jobs:read')}", "jobs:read"),
     "write": (f"Bearer {token(scope='jobs:write')}", "jobs:write"),
     "report": (f"Bearer {token(scope='jobs:report')}", "jobs:report"),

@@ -36,7 +36,8 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from app.errors import AppError, InvalidInput, MalformedBody
+from app import media
+from app.errors import AppError, InvalidInput, MalformedBody, UnsupportedMediaType
 from app.graphql.context import Context
 from app.graphql.errors import assign_code
 
@@ -182,18 +183,20 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
         content_type = _media_type(request.content_type or "")
         if self._get_stream_transport_from_headers(request.headers) or (
-            request.method == "POST" and content_type == "multipart/form-data"
+            request.method == "POST"
+            and content_type == "multipart/form-data"
+            and self.multipart_uploads_enabled
         ):
             # Streaming subscriptions and uploads, when enabled, are strawberry's.
             return await super().parse_http_body(request)
         if request.method == "GET":
             return _get_parameters(request.query_params)
-        if content_type != JSON:
-            given = f"got {content_type!r}" if content_type else "none given"
-            raise RequestRefused(415, BadRequest(f"Content-Type: must be {JSON} ({given})"))
+        problem = media.content_type_problem(request.content_type)
+        if problem is not None:
+            raise RequestRefused(415, UnsupportedMediaType(problem))
         body = await request.get_body()
         try:
-            parameters = json.loads(body)
+            parameters = media.loads(body)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise RequestRefused(400, MalformedBody(f"body: not valid JSON ({exc})")) from None
         return _request_data(parameters)
