@@ -349,6 +349,11 @@ class JobEvents:
         await self._broker.ping(within)
 
     @property
+    def catch_up_problem(self) -> str | None:
+        """Why subscribers here may be showing stale states, while they may (/readyz)."""
+        return self._broker.catch_up_problem
+
+    @property
     def subscriber_count(self) -> int:
         return sum(listener.size for listener in self._listeners())
 
