@@ -38,6 +38,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # Seconds requests still running at SIGTERM get to finish before they are cut.
     shutdown_timeout: int = 20
+    # Seconds between two reads of the change feed (app.jobs.changes): a change whose
+    # event was lost reaches other processes' subscribers within 2-3 times this.
+    change_poll_interval: float = 1.0
+    # A test hook: exit right after committing a change that finishes a job, before
+    # publishing it (fault drills and tests only; never in production).
+    test_hook_exit_before_publishing_finish: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +78,12 @@ class Settings:
                 if origin.strip()
             ),
             shutdown_timeout=_int(env, "SHUTDOWN_TIMEOUT", defaults.shutdown_timeout),
+            change_poll_interval=_seconds(
+                env, "CHANGE_POLL_INTERVAL", defaults.change_poll_interval
+            ),
+            test_hook_exit_before_publishing_finish=_flag(
+                env, "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH", False
+            ),
         )
         settings.validate()
         return settings
@@ -128,6 +140,27 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = 0
     if value < 1:
         raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+# Bounds of CHANGE_POLL_INTERVAL: more often costs every process a query per poll for
+# nothing; less often leaves subscribers stale for minutes.
+MIN_POLL_INTERVAL, MAX_POLL_INTERVAL = 0.05, 60.0
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not MIN_POLL_INTERVAL <= value <= MAX_POLL_INTERVAL:
+        raise SettingsError(
+            f"{name} must be a number of seconds from {MIN_POLL_INTERVAL:g} to "
+            f"{MAX_POLL_INTERVAL:g}, got {raw!r}"
+        )
     return value
 
 

@@ -133,7 +133,8 @@ async def test_subscribers_on_every_process_catch_up_after_redis_restarts(
             assert await received(on_b, 2) == now
             for server in gateways:
                 ready = await until_ready(server)
-                assert ready["broker"] == {"connected": True, "reconnects": 1, "unpublished": 0}
+                broker = {key: ready["broker"][key] for key in ("connected", "reconnects")}
+                assert broker == {"connected": True, "reconnects": 1}
 
             # Changes flow between the processes again, both ways; nothing was repeated.
             later = await jobs.report(job, 40)
