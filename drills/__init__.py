@@ -1,0 +1,1 @@
+"""Fault drills: the gateway run as an operator runs it, with faults injected (not benchmarks)."""
