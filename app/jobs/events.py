@@ -12,6 +12,9 @@ When the broker goes away, changes are still committed and heard by this process
 own subscribers; once it is back, every change it could not carry is published
 again, and this process's subscribers are sent the current state of each job that
 changed in the gap (read from the database), so no one is left showing a stale state.
+A change whose publisher died between its commit and its publish is read from the
+database by every other process's change feed (`app.jobs.changes`) and dispatched
+here like a broker event.
 
 Subscriptions are opened through `app.jobs.service.Jobs`, which scopes them to
 the caller's tenant; every event carries its job's tenant.
