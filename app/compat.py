@@ -74,6 +74,13 @@ REACHES: tuple[Reach, ...] = (
     ),
     Reach(
         "databases",
+        "databases.backends.postgres:PostgresConnection",
+        ("_connection",),
+        "app/database.py (HELD_CONNECTION)",
+        "forget the held connection before giving it back, so a failed release is not a 500",
+    ),
+    Reach(
+        "databases",
         "databases.backends.sqlite:SQLitePool",
         (),
         "app/database.py",

@@ -350,10 +350,34 @@ class PostgresBackend(postgres.PostgresBackend):
         return PostgresConnection(self, self._dialect)
 
 
+# Where databases' PostgresConnection keeps the asyncpg connection it holds (0.9.0, a
+# private name). Only `PostgresConnection.release` relies on it to forget the connection;
+# tests/test_database.py fails loudly if it moves, and release falls back to databases' own.
+HELD_CONNECTION = "_connection"
+
+
 class PostgresConnection(postgres.PostgresConnection):
     def __init__(self, database: PostgresBackend, dialect: Dialect) -> None:
         super().__init__(database, dialect)
         self.statements = database.statements
+
+    async def release(self) -> None:
+        """Give the connection back to the pool, forgetting it first, whatever happens.
+
+        databases forgets it only once the pool's release returns. When that fails (the
+        server cut the connection during the pool's reset: "cannot switch to state …")
+        the connection stayed recorded as held, and the task's next query met
+        "Connection is already acquired", an internal error instead of UNAVAILABLE; in a
+        long-lived task (the broker's catch-up) every later query did. asyncpg has
+        already terminated that connection and freed its pool slot by then.
+        """
+        held = getattr(self, HELD_CONNECTION, None)
+        pool = self._database._pool
+        if held is None or pool is None:
+            await super().release()  # databases' own path, with its own checks
+            return
+        setattr(self, HELD_CONNECTION, None)
+        await pool.release(held)
 
     def _statement(self, query: ClauseElement) -> tuple[Statement, list[Any]]:
         statement, extracted = self.statements.get(query)

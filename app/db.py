@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.compiler import compiles
 
 from app.database import Database
 from app.settings import Settings
@@ -65,7 +66,35 @@ jobs = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    # Taken afresh by every change (NEXT_CHANGE): processes catch up on changes past the
+    # last they saw (app.jobs.changes). Migration 0005.
+    sa.Column("change_seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
 )
+
+
+class _NextChange(sa.sql.expression.ColumnElement[int]):
+    """The next change number, taken in the statement that makes the change."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+
+
+@compiles(_NextChange, "postgresql")
+def _next_change_postgresql(element: _NextChange, compiler: Any, **kw: Any) -> str:
+    # Numbers are taken in statement order but may commit out of it (by milliseconds):
+    # app.jobs.changes reads PostgreSQL's changes once more a poll later.
+    return "nextval('jobs_change_seq')"
+
+
+@compiles(_NextChange, "sqlite")
+def _next_change_sqlite(element: _NextChange, compiler: Any, **kw: Any) -> str:
+    # SQLite runs one writer at a time, so the highest number so far plus one (an
+    # index lookup) commits in order and never repeats: jobs are never removed, only
+    # marked deleted, so the highest number is never given back.
+    return "(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM jobs)"
+
+
+NEXT_CHANGE = _NextChange()
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

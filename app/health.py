@@ -127,7 +127,8 @@ async def check_broadcast(events: JobEvents) -> str | None:
         await events.ping(within=CHECK_TIMEOUT)
     except BroadcastUnavailable as exc:
         return str(exc)
-    return None
+    # Connected, but what it missed while away has yet to reach the subscribers.
+    return events.catch_up_problem
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,14 @@ def create_app(settings: Settings) -> Starlette:
             states=StoredStates(database),
             # Memory freed once a wave of subscribers has gone (app/memory.py).
             on_idle=IdleCollection(),
+            change_poll_interval=settings.change_poll_interval,
+            exit_before_publishing_finish=settings.test_hook_exit_before_publishing_finish,
         )
+        if settings.test_hook_exit_before_publishing_finish:
+            logger.warning(
+                "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH is on: this process exits as soon as "
+                "a job finishes. For fault drills and tests only."
+            )
         try:
             await events.connect()
             # SIGTERM ends subscriptions (clients get `complete`) before uvicorn drops sockets.

@@ -57,6 +57,12 @@ class Settings:
     max_websocket_connections: int = 10_000
     # Seconds a WebSocket client has to send `connection_init` (both protocols).
     websocket_init_timeout: int = 60
+    # Seconds between two reads of the change feed (app.jobs.changes): a change whose
+    # event was lost reaches other processes' subscribers within 2-3 times this.
+    change_poll_interval: float = 1.0
+    # A test hook: exit right after committing a change that finishes a job, before
+    # publishing it (fault drills and tests only; never in production).
+    test_hook_exit_before_publishing_finish: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +111,12 @@ class Settings:
             ),
             websocket_init_timeout=_int(
                 env, "WEBSOCKET_INIT_TIMEOUT", defaults.websocket_init_timeout
+            ),
+            change_poll_interval=_seconds(
+                env, "CHANGE_POLL_INTERVAL", defaults.change_poll_interval
+            ),
+            test_hook_exit_before_publishing_finish=_flag(
+                env, "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH", False
             ),
         )
         settings.validate()
@@ -166,6 +178,27 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = 0
     if value < 1:
         raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+# Bounds of CHANGE_POLL_INTERVAL: more often costs every process a query per poll for
+# nothing; less often leaves subscribers stale for minutes.
+MIN_POLL_INTERVAL, MAX_POLL_INTERVAL = 0.05, 60.0
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not MIN_POLL_INTERVAL <= value <= MAX_POLL_INTERVAL:
+        raise SettingsError(
+            f"{name} must be a number of seconds from {MIN_POLL_INTERVAL:g} to "
+            f"{MAX_POLL_INTERVAL:g}, got {raw!r}"
+        )
     return value
 
 

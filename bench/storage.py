@@ -179,7 +179,7 @@ class SQLiteEngine(Engine):
     async def load(self, url: str, count: int, seed: int, sample: Sample) -> None:
         import sqlite3
 
-        columns = [column.name for column in db.jobs.c if column.name != "seq"]
+        columns = [column.name for column in db.jobs.c if column.name not in ("seq", "change_seq")]
         sql = f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         bar = ProgressBar(f"{self.name} {count:,} jobs", count)
         with sqlite3.connect(Settings(database_url=url).sqlite_path) as conn:
@@ -292,7 +292,7 @@ class PostgresEngine(Engine):
         return url
 
     async def load(self, url: str, count: int, seed: int, sample: Sample) -> None:
-        columns = [column.name for column in db.jobs.c if column.name != "seq"]
+        columns = [column.name for column in db.jobs.c if column.name not in ("seq", "change_seq")]
         bar = ProgressBar(f"{self.name} {count:,} jobs", count)
         conn = await asyncpg.connect(url)
         try:

@@ -138,3 +138,50 @@ async def test_downgrading_to_the_first_revision_and_back_keeps_the_jobs(
         assert await store.get_job(database, "t", created.id) == created
     finally:
         await database.disconnect()
+
+
+@pytest.mark.anyio
+async def test_jobs_stored_before_change_numbers_get_one_and_later_changes_come_after(
+    blank_database_url: str,
+) -> None:
+    settings = Settings(database_url=blank_database_url)
+    assert await db.migrate(settings, "0004") == REVISIONS[:4]
+    database = await db.connect(settings)
+    ids, now = [uuid.uuid4() for _ in range(3)], datetime.now(UTC)
+    try:
+        for job_id in ids:  # as revision 0004 stored them
+            await database.execute(
+                sa.insert(db.jobs).values(
+                    id=job_id,
+                    tenant="t",
+                    status=0,
+                    progress=0,
+                    profile=uuid.uuid4(),
+                    video=uuid.uuid4(),
+                    inputs=[str(uuid.uuid4())],
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    finally:
+        await database.disconnect()
+
+    assert await db.migrate(settings) == REVISIONS[4:]
+    database = await db.connect(settings)
+    try:
+        before = await store.changes_after(database, 0, 10)
+        # In place: every existing job numbered, each its own number.
+        assert sorted(change.id for change in before) == sorted(ids)
+        assert len({change.seq for change in before}) == 3
+        last = await store.last_change(database)
+        assert last == max(change.seq for change in before)
+        changed = await store.update_progress(database, "t", ids[0], 50)
+        created = await store.create_job(
+            database, "t", new_job([uuid.uuid4()], uuid.uuid4(), uuid.uuid4())
+        )
+        after = await store.changes_after(database, last, 10)
+    finally:
+        await database.disconnect()
+    assert [change.id for change in after] == [changed.id, created.id]
+    assert after[0].seq > last
+    assert after[0].key == (changed.updated_at, False, False, 50)

@@ -155,6 +155,8 @@ class Broker:
         self._last_ok = datetime.now(UTC)
         # A catch-up that has yet to succeed: everything changed since this moment.
         self._catch_up_since: datetime | None = None
+        # Why the last catch-up failed, while it has yet to succeed (/readyz says so).
+        self.catch_up_problem: str | None = None
         self.reconnects = 0
         self._last_logged = -LOG_EVERY
 
@@ -293,10 +295,19 @@ class Broker:
         except (BroadcastUnavailable, Unavailable) as exc:
             # Tried again on the next round (the broker went again, or the database is down).
             logger.warning("catching up after the broker outage failed, retrying: %s", exc)
-        except Exception:
+            self._catch_up_failed(since, str(exc))
+        except Exception as exc:
             logger.exception("catching up after the broker outage failed; retrying")
+            self._catch_up_failed(since, reason(exc))
         else:
             self._catch_up_since = None
+            self.catch_up_problem = None
+
+    def _catch_up_failed(self, since: datetime, why: str) -> None:
+        self.catch_up_problem = (
+            f"subscribers are not caught up on changes since {since:%H:%M:%S} UTC "
+            f"(the broker was unreachable); retrying each second: {why}"
+        )
 
     def _log_still_down(self) -> None:
         now = time.monotonic()

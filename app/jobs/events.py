@@ -12,6 +12,9 @@ When the broker goes away, changes are still committed and heard by this process
 own subscribers; once it is back, every change it could not carry is published
 again, and this process's subscribers are sent the current state of each job that
 changed in the gap (read from the database), so no one is left showing a stale state.
+A change whose publisher died between its commit and its publish is read from the
+database by every other process's change feed (`app.jobs.changes`) and dispatched
+here like a broker event.
 
 Subscriptions are opened through `app.jobs.service.Jobs`, which scopes them to
 the caller's tenant; every event carries its job's tenant.
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import uuid
 import weakref
@@ -34,7 +38,8 @@ from typing import Any, Protocol
 from app.errors import SubscriptionInterrupted
 from app.jobs.broker import BROKER_TIMEOUT, BroadcastUnavailable, Broker
 from app.jobs.buffers import BACKLOG_LIMIT, Backlog
-from app.jobs.model import Job, JobFilter, JobStatus
+from app.jobs.changes import ChangeFeed
+from app.jobs.model import Job, JobChange, JobFilter, JobStatus
 
 __all__ = ["BroadcastUnavailable", "JobEvents", "JobStream", "Listener", "Mailbox"]
 
@@ -61,6 +66,8 @@ CATCH_UP_MARGIN = timedelta(seconds=30)
 # Most changed jobs one tenant's `jobUpdates` subscribers are caught up with; past
 # that they are told to subscribe again (and reload), as when they fall behind.
 CATCH_UP_LIMIT = 500
+# How a process told to exit before publishing (a test hook) exits.
+EXIT_BEFORE_PUBLISH = 70
 # Seconds between two log lines about changes left unpublished.
 LOG_EVERY = 10.0
 # Seconds after the last subscription ends before `on_idle` is told (if none has begun
@@ -75,6 +82,16 @@ class CurrentStates(Protocol):
 
     async def changed_since(self, tenant: str, since: datetime, limit: int) -> list[Job]:
         """The tenant's jobs (deleted ones too) updated at or after `since`, oldest first."""
+        ...
+
+    # The change feed's (app.jobs.changes.ChangeSource).
+    async def last_change(self) -> int: ...
+
+    async def changes_after(self, after: int, limit: int) -> list[JobChange]: ...
+
+    @property
+    def commits_out_of_order(self) -> bool:
+        """Whether changes may commit in another order than they are numbered."""
         ...
 
 
@@ -268,8 +285,12 @@ class JobEvents:
         url: str,
         states: CurrentStates | None = None,
         on_idle: Callable[[int], None] | None = None,
+        change_poll_interval: float | None = None,
+        exit_before_publishing_finish: bool = False,
     ) -> None:
         self.url = url
+        # A test hook (TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH), never set in production.
+        self._exit_before_publishing_finish = exit_before_publishing_finish
         # Told once no subscription is left, with how many have ended since it last was.
         self._on_idle = on_idle
         self._ended = 0
@@ -277,6 +298,13 @@ class JobEvents:
         # Without `states` (tests of the fan-out alone) there is no catching up.
         self._states = states
         self._broker = Broker(url, self._receive, self._catch_up if states is not None else None)
+        # Changes whose event never came (its publisher died after the commit) are read
+        # from the database (app.jobs.changes). In one process (memory://) none is lost.
+        self._feed: ChangeFeed | None = None
+        if states is not None and change_poll_interval and not self._broker.is_memory:
+            self._feed = ChangeFeed(
+                states, self, change_poll_interval, reread=states.commits_out_of_order
+            )
         self._by_job: dict[uuid.UUID, set[Listener]] = {}
         self._by_tenant: dict[str, set[Listener]] = {}
         self._recent: OrderedDict[uuid.UUID, tuple[datetime, bool, bool, int]] = OrderedDict()
@@ -292,11 +320,15 @@ class JobEvents:
     async def connect(self) -> None:
         """Connect and subscribe; returns once an event makes the round trip."""
         await self._broker.start()
+        if self._feed is not None:
+            await self._feed.start()
 
     async def disconnect(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.close_subscriptions()
+        if self._feed is not None:
+            await self._feed.stop()
         await self._broker.stop()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
@@ -318,6 +350,13 @@ class JobEvents:
         await self._broker.ping(within)
 
     @property
+    def catch_up_problem(self) -> str | None:
+        """Why subscribers here may be showing stale states, while they may (/readyz)."""
+        if self._broker.catch_up_problem:
+            return self._broker.catch_up_problem
+        return self._feed.problem if self._feed is not None else None
+
+    @property
     def subscriber_count(self) -> int:
         return sum(listener.size for listener in self._listeners())
 
@@ -327,11 +366,15 @@ class JobEvents:
 
     def status(self) -> dict[str, object]:
         """The broker connection as an operator wants to see it (/readyz detail)."""
-        return {
+        found: dict[str, object] = {
             "connected": self._broker.up,
             "reconnects": self._broker.reconnects,
             "unpublished": len(self._unpublished),
         }
+        if self._feed is not None:
+            # Changes whose event never came, passed on from the database instead.
+            found["recovered"] = self._feed.recovered
+        return found
 
     def _listeners(self) -> list[Listener]:
         found = [box for boxes in self._by_job.values() for box in boxes]
@@ -342,6 +385,10 @@ class JobEvents:
 
     async def publish(self, job: Job) -> None:
         """Announce a committed change. Never fails the change: see the module's docstring."""
+        if self._exit_before_publishing_finish and job.is_finished:
+            # Dies as a killed process would between its commit and its publish.
+            logger.warning("TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH: exiting before publishing")
+            os._exit(EXIT_BEFORE_PUBLISH)
         try:
             await self._broker.publish(encode(job))
         except BroadcastUnavailable as exc:
@@ -452,6 +499,21 @@ class JobEvents:
         if self._on_idle is not None and not self._closing and self.subscriber_count == 0:
             ended, self._ended = self._ended, 0
             self._on_idle(ended)
+
+    # -- the change feed's questions (app.jobs.changes.Subscribers) ---------------
+
+    @property
+    def listening(self) -> bool:
+        return bool(self._by_job or self._by_tenant)
+
+    def missed(self, change: JobChange) -> bool:
+        if change.id not in self._by_job and change.tenant not in self._by_tenant:
+            return False
+        last = self._recent.get(change.id)
+        return last is None or change.key > last
+
+    def deliver(self, job: Job) -> None:
+        self._dispatch(job)
 
     # -- the listener ----------------------------------------------------------
 

@@ -69,6 +69,22 @@ class Job:
         )
 
 
+# Where a state stands in its job's history (app.jobs.events.order_key).
+OrderKey = tuple[datetime, bool, bool, int]
+
+
+@dataclass(frozen=True, slots=True)
+class JobChange:
+    """A job's latest change as the change feed reads it: enough to tell whether a
+    process has passed it on, not the job itself."""
+
+    id: uuid.UUID
+    tenant: str
+    # Its change number (jobs.change_seq).
+    seq: int
+    key: OrderKey
+
+
 @dataclass(frozen=True, slots=True)
 class NewJob:
     inputs: tuple[uuid.UUID, ...]

@@ -22,7 +22,7 @@ from app.errors import Forbidden, JobNotFound
 from app.jobs import store
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import JobEvents, JobStream
-from app.jobs.model import Job, JobFilter, JobStatus, NewJob, Page
+from app.jobs.model import Job, JobChange, JobFilter, JobStatus, NewJob, Page
 from app.outages import database_calls
 
 
@@ -131,3 +131,15 @@ class StoredStates:
     async def changed_since(self, tenant: str, since: datetime, limit: int) -> list[Job]:
         with database_calls():
             return await store.changed_since(self.database, tenant, since, limit)
+
+    async def last_change(self) -> int:
+        with database_calls():
+            return await store.last_change(self.database)
+
+    async def changes_after(self, after: int, limit: int) -> list[JobChange]:
+        with database_calls():
+            return await store.changes_after(self.database, after, limit)
+
+    @property
+    def commits_out_of_order(self) -> bool:
+        return self.database.url.dialect != "sqlite"

@@ -15,10 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
-from app.db import jobs
+from app.db import NEXT_CHANGE, jobs
 from app.errors import InvalidTransition, JobNotFound
 from app.jobs.model import (
     Job,
+    JobChange,
     JobFilter,
     JobStatus,
     NewJob,
@@ -116,6 +117,7 @@ async def create_job(db: Database, tenant: str, new: NewJob) -> Job:
                     created_at=now,
                     updated_at=now,
                     deleted_at=None,
+                    change_seq=NEXT_CHANGE,
                 )
                 .returning(*jobs.c)
             )
@@ -170,7 +172,7 @@ async def delete_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job:
     row = await db.fetch_one(
         jobs.update()
         .where(jobs.c.id == job_id, jobs.c.tenant == tenant, jobs.c.deleted_at.is_(None))
-        .values(deleted_at=_NOW, updated_at=_LATER_NOW)
+        .values(deleted_at=_NOW, updated_at=_LATER_NOW, change_seq=NEXT_CHANGE)
         .returning(*jobs.c)
     )
     if row is not None:
@@ -212,15 +214,21 @@ async def update_progress(
     if progress is not None:
         update += lambda u: u.where(jobs.c.progress <= progress)
     if status is JobStatus.COMPLETED:
-        update += lambda u: u.values(updated_at=_LATER_NOW, status=_COMPLETED, progress=100)
+        update += lambda u: u.values(
+            updated_at=_LATER_NOW, change_seq=NEXT_CHANGE, status=_COMPLETED, progress=100
+        )
     elif status is JobStatus.FAILED and progress is not None:
-        update += lambda u: u.values(updated_at=_LATER_NOW, status=_FAILED, progress=progress)
+        update += lambda u: u.values(
+            updated_at=_LATER_NOW, change_seq=NEXT_CHANGE, status=_FAILED, progress=progress
+        )
     elif status is JobStatus.FAILED:
-        update += lambda u: u.values(updated_at=_LATER_NOW, status=_FAILED)
+        update += lambda u: u.values(updated_at=_LATER_NOW, change_seq=NEXT_CHANGE, status=_FAILED)
     elif progress is not None:  # IN_PROGRESS or no status: the status stays
-        update += lambda u: u.values(updated_at=_LATER_NOW, progress=progress)
+        update += lambda u: u.values(
+            updated_at=_LATER_NOW, change_seq=NEXT_CHANGE, progress=progress
+        )
     else:
-        update += lambda u: u.values(updated_at=_LATER_NOW)
+        update += lambda u: u.values(updated_at=_LATER_NOW, change_seq=NEXT_CHANGE)
     row = await db.fetch_one(update)
     if row is not None:
         return _job(row._mapping)
@@ -268,3 +276,52 @@ async def changed_since(db: Database, tenant: str, since: datetime, limit: int) 
         .limit(limit)
     )
     return [_job(row._mapping) for row in rows]
+
+
+# What a process needs to tell whether it has passed a change on: no inputs, no UUIDs
+# of profile or video (a poll reads every job changed since the last).
+_CHANGE_COLUMNS = (
+    jobs.c.id,
+    jobs.c.tenant,
+    jobs.c.change_seq,
+    jobs.c.updated_at,
+    jobs.c.deleted_at,
+    jobs.c.status,
+    jobs.c.progress,
+)
+
+
+async def changes_after(db: Database, after: int, limit: int) -> list[JobChange]:
+    """Jobs whose latest change is numbered past `after`, in change order (any tenant)."""
+    rows = await db.fetch_all(
+        sa.lambda_stmt(
+            lambda: (
+                sa.select(*_CHANGE_COLUMNS)
+                .where(jobs.c.change_seq > after)
+                .order_by(jobs.c.change_seq)
+                .limit(limit)
+            )
+        )
+    )
+    return [
+        JobChange(
+            id=row["id"] if isinstance(row["id"], uuid.UUID) else uuid.UUID(row["id"]),
+            tenant=row["tenant"],
+            seq=row["change_seq"],
+            key=(
+                _utc(row["updated_at"]),
+                row["deleted_at"] is not None,
+                JobStatus(row["status"]).is_terminal,
+                row["progress"],
+            ),
+        )
+        for row in (row._mapping for row in rows)
+    ]
+
+
+async def last_change(db: Database) -> int:
+    """The number of the latest change so far (0 with none)."""
+    value = await db.fetch_val(
+        sa.lambda_stmt(lambda: sa.select(sa.func.coalesce(sa.func.max(jobs.c.change_seq), 0)))
+    )
+    return int(value)
