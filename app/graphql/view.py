@@ -14,7 +14,7 @@ from strawberry.types.unset import UnsetType
 from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.http import GraphQLOverHTTP
-from app.graphql.ws import Fanout, LegacyWSHandler, TransportWSHandler
+from app.graphql.ws import Fanout, LegacyWSHandler, Plans, TransportWSHandler
 from app.settings import Settings
 from app.web.graphiql import LocalGraphiQL
 
@@ -56,18 +56,16 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         schema = create_schema(settings)
         super().__init__(schema, **options)  # type: ignore[arg-type]
         self.settings = settings
+        # Which documents the fan-out serves, and those refused before strawberry parses.
+        self.plans = Plans(
+            schema,
+            query_limits(settings),
+            validation_rules(settings),
+            settings.max_query_tokens,
+        )
         # FAST_PATHS off: no fan-out, every operation is served strawberry's way.
         self.fanout = (
-            Fanout(
-                schema,
-                PlainFieldsExecutor,
-                query_limits(settings),
-                validation_rules(settings),
-                settings.max_query_tokens,
-                _json_text,
-            )
-            if settings.fast_paths
-            else None
+            Fanout(schema, PlainFieldsExecutor, _json_text) if settings.fast_paths else None
         )
 
     def encode_json(self, data: object) -> str | bytes:

@@ -7,5 +7,6 @@ Modules: handlers (the protocols), messages (malformed ones), expiry (token), fa
 
 from app.graphql.ws.groups import Fanout
 from app.graphql.ws.handlers import LegacyWSHandler, TransportWSHandler
+from app.graphql.ws.plan import Plans
 
-__all__ = ["Fanout", "LegacyWSHandler", "TransportWSHandler"]
+__all__ = ["Fanout", "LegacyWSHandler", "Plans", "TransportWSHandler"]

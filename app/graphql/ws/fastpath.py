@@ -13,8 +13,7 @@ from collections.abc import Hashable
 from typing import Any
 
 import orjson
-from graphql import GraphQLError
-from graphql.execution.values import get_argument_values
+from graphql import GraphQLError, get_argument_values
 
 from app.auth import READ
 from app.errors import SubscriptionInterrupted
@@ -32,7 +31,8 @@ from app.jobs.events import FELL_BEHIND, JobEvents
 class FastPath:
     """Serving `jobProgress` and `jobUpdates` by fan-out, for either protocol's handler."""
 
-    view: Any  # the GraphQLView, which holds the `Fanout` (None: FAST_PATHS off)
+    # The GraphQLView: its `Plans`, and its `Fanout` (None: FAST_PATHS off).
+    view: Any
     context: Context
     websocket: Any
     # The frames of the protocol, around an operation id (JSON) and a payload.
@@ -56,14 +56,14 @@ class FastPath:
         self, op_id: str, query: object, variables: object, operation_name: object
     ) -> bool:
         """Serve the operation on this path; False to leave it to strawberry."""
-        fanout: Fanout | None = self.view.fanout
-        if fanout is None:  # FAST_PATHS off
-            return False
-        plan = fanout.plan(query, operation_name)
-        if isinstance(plan, GraphQLError):
+        plan = self.view.plans.get(query, operation_name)
+        if isinstance(plan, GraphQLError):  # too long or deep to parse (FAST_PATHS or not)
             await self.refuse(op_id, plan)
             return True
-        if plan is None or (variables is not None and not isinstance(variables, dict)):
+        fanout: Fanout | None = self.view.fanout
+        if fanout is None or plan is None:  # FAST_PATHS off, or not for the fan-out
+            return False
+        if variables is not None and not isinstance(variables, dict):
             return False
         context = self.context
         events = context.events

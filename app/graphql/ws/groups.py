@@ -10,20 +10,18 @@ each subscriber's connection. A subscription is a small `Subscriber`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Hashable
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import strawberry
 from graphql import ExecutionResult, GraphQLError, GraphQLSchema
-from graphql.validation import ASTValidationRule
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
-from app.graphql.limits import Limits
 from app.graphql.types import Job
-from app.graphql.ws.plan import Plan, Plans
+from app.graphql.ws.plan import Plan
 from app.jobs import model
 from app.jobs.events import JobEvents
 
@@ -36,18 +34,15 @@ OrderKey = tuple[Any, ...]
 
 
 class Fanout:
-    """The fan-out of one view: plans by query text, groups by what they execute."""
+    """The fan-out of one view: its groups, by what they execute."""
 
     def __init__(
         self,
         schema: strawberry.Schema,
         executor_class: Any,
-        limits: Limits,
-        rules: Collection[type[ASTValidationRule]],
-        max_tokens: int,
         encode: Callable[[object], str],
     ) -> None:
-        self.schema: GraphQLSchema = schema._schema
+        self.schema: GraphQLSchema = schema._schema  # strawberry's graphql-core schema
         # What strawberry converts a resolver's arguments with (`arguments`).
         self._scalars = schema.schema_converter.scalar_registry
         self._config = schema.config
@@ -55,12 +50,7 @@ class Fanout:
         self.executor_class = executor_class
         # JSON text, as the view encodes every other message.
         self.encode = encode
-        self.plans = Plans(self.schema, limits, rules, max_tokens)
         self.groups: dict[Hashable, Group] = {}
-
-    def plan(self, query: object, operation_name: object) -> Plan | GraphQLError | None:
-        """The plan for the document (app.graphql.ws.plan)."""
-        return self.plans.get(query, operation_name)
 
     def arguments(self, plan: Plan, values: dict[str, Any]) -> dict[str, Any]:
         """The root field's coerced argument values as its resolver gets them (input
@@ -197,7 +187,9 @@ class Group:
         for error in errors:
             if assign_code(error, self.plan.document) == "INTERNAL_SERVER_ERROR":
                 log_unexpected(error)
-        masked = MaskUnexpected()._process_errors(errors)
+        # As the MaskUnexpected extension masks them, through its public attributes.
+        mask = MaskUnexpected()
+        masked = [mask.anonymise_error(e) if mask.should_mask_error(e) else e for e in errors]
         return {"data": result.data, "errors": [error.formatted for error in masked]}
 
 

@@ -1,5 +1,8 @@
 """Which subscription documents the fan-out serves, each parsed and validated once.
 
+And which the handlers refuse before strawberry sees them: a document too long or too
+deep to parse is an `error` (QUERY_TOO_COMPLEX), with FAST_PATHS on or off.
+
 Only what the fan-out fully serves takes it: a valid subscription document without
 directives whose one root field is `jobProgress` or `jobUpdates`. Anything else goes
 strawberry's own way, which reports it as it always does. A document is validated
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection
 
+import strawberry
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -63,12 +67,12 @@ class Plans:
 
     def __init__(
         self,
-        schema: GraphQLSchema,
+        schema: strawberry.Schema,
         limits: Limits,
         rules: Collection[type[ASTValidationRule]],
         max_tokens: int,
     ) -> None:
-        self.schema = schema
+        self.schema: GraphQLSchema = schema._schema  # strawberry's graphql-core schema
         self._limits = limits
         # What strawberry's executions validate with (graphql-core's, then ours);
         # strawberry's entry point adds its own.
