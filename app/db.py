@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs; only its error class is used
+import databases
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -103,9 +104,11 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be opened or reached; the message says where and why."""
 
 
-def create_database(settings: Settings) -> Database:
+def create_database(settings: Settings) -> databases.Database:
     if settings.is_sqlite:
-        return Database(settings.database_url, timeout=SQLITE_BUSY_TIMEOUT)
+        # FAST_PATHS off: `databases`' own SQLite backend (a connection per query).
+        database_class = Database if settings.fast_paths else databases.Database
+        return database_class(settings.database_url, timeout=SQLITE_BUSY_TIMEOUT)
     # One connection at start, more on demand up to the pool size: N processes hold at
     # most N x DATABASE_POOL_SIZE connections (PostgreSQL allows 100 by default). The
     # application name tells them apart in pg_stat_activity.
@@ -203,7 +206,7 @@ async def migrate(settings: Settings, revision: str = "head") -> list[str]:
     return applied
 
 
-async def connect(settings: Settings) -> Database:
+async def connect(settings: Settings) -> databases.Database:
     database = create_database(settings)
     try:
         await database.connect()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,6 +63,11 @@ class Settings:
     # A test hook: exit right after committing a change that finishes a job, before
     # publishing it (fault drills and tests only; never in production).
     test_hook_exit_before_publishing_finish: bool = False
+    # Our fast paths (plain-field execution, subscription fan-out, pooled SQLite); off,
+    # strawberry's, graphql-core's and `databases`' own paths answer instead. Its default
+    # follows FAST_PATHS, unlike every other field's: tests build `Settings(...)` directly,
+    # and CI runs them once with FAST_PATHS=false so that both ways stay correct.
+    fast_paths: bool = field(default_factory=lambda: _fast_paths_default())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +123,7 @@ class Settings:
             test_hook_exit_before_publishing_finish=_flag(
                 env, "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH", False
             ),
+            fast_paths=_flag(env, "FAST_PATHS", True),
         )
         settings.validate()
         return settings
@@ -154,6 +160,11 @@ class Settings:
     @property
     def sqlite_path(self) -> Path:
         return Path(urlsplit(self.database_url).path[1:])
+
+
+def _fast_paths_default() -> bool:
+    # Lenient: `from_env` refuses a bad FAST_PATHS value with a SettingsError.
+    return os.environ.get("FAST_PATHS", "").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -1,4 +1,5 @@
-"""`jobUpdates` fanned out below strawberry: shared groups, slow clients, interruptions, cleanup.
+"""`jobUpdates` fanned out below strawberry: shared groups, slow clients, interruptions,
+cleanup, and validation as strawberry validates.
 
 The gateway runs on a real uvicorn inside the test's own event loop, with real
 WebSocket clients, so a test can look at the view's fan-out (`GraphQLView.fanout`:
@@ -20,9 +21,11 @@ import anyio
 import httpx2 as httpx
 import pytest
 import uvicorn
+from graphql import FieldNode, GraphQLError, ValidationRule
 from starlette.routing import WebSocketRoute
+from strawberry.schema import schema as strawberry_schema
 
-from app.graphql.fanout import Fanout
+from app.graphql.ws import Fanout
 from app.jobs import events
 from app.main import create_app
 from app.settings import Settings
@@ -44,7 +47,7 @@ BY_STRAWBERRY = JOB_UPDATES.replace("{ id ", "{ id @include(if: true) ", 1)
 @dataclass
 class InProcess:
     url: str
-    fanout: Fanout
+    fanout: Fanout  # (None with FAST_PATHS off; the tests that look at it are skipped)
     jobs: JobsClient
 
     @property
@@ -100,6 +103,7 @@ def interrupted(protocol: str, op: str, why: str) -> list[dict[str, Any]]:
     return [{"type": "data", "id": op, "payload": payload}, {"type": "complete", "id": op}]
 
 
+@pytest.mark.fast_paths
 async def test_subscribers_asking_the_same_share_one_group_and_one_execution_per_change(
     gateway: InProcess,
 ) -> None:
@@ -144,6 +148,7 @@ async def test_subscribers_asking_the_same_share_one_group_and_one_execution_per
             assert sorted(group.executions for group in gateway.update_groups()) == [0, 3, 3]
 
 
+@pytest.mark.fast_paths
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_stopping_leaving_and_shutting_down_free_the_group(
     gateway: InProcess, protocol: str
@@ -188,6 +193,7 @@ async def test_stopping_leaving_and_shutting_down_free_the_group(
         assert hub.subscriber_count == 0
 
 
+@pytest.mark.fast_paths
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_subscriber_that_stops_reading_is_told_it_fell_behind_and_the_others_go_on(
     gateway: InProcess, protocol: str
@@ -240,6 +246,7 @@ async def test_a_subscriber_that_stops_reading_is_told_it_fell_behind_and_the_ot
         assert jobs == created[1 : 1 + len(jobs)]
 
 
+@pytest.mark.fast_paths
 async def test_a_broker_outage_too_long_to_catch_up_ends_fanned_out_subscriptions_as_strawberry_does(
     gateway: InProcess,
 ) -> None:
@@ -267,3 +274,38 @@ async def test_a_broker_outage_too_long_to_catch_up_ends_fanned_out_subscription
                 )
                 assert not gateway.update_groups()
                 await until(partial(lambda hub: hub.subscriber_count == 0, hub))
+
+
+class RefusesJobUpdates(ValidationRule):
+    """Stands for a rule a strawberry release adds to its validation (a security fix)."""
+
+    def enter_field(self, node: FieldNode, *_: object) -> None:
+        if node.name.value == "jobUpdates":
+            self.report_error(GraphQLError("refused by a rule of strawberry's validation", node))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_rule_strawberry_validates_with_applies_to_fanned_out_subscriptions(
+    gateway: InProcess, protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # strawberry's validation entry point, with one more rule: what an upstream fix to its
+    # rules looks like. The fan-out must refuse what strawberry's own path refuses.
+    validate_document = strawberry_schema.validate_document
+
+    def with_new_rule(schema: Any, document: Any, rules: Any) -> list[GraphQLError]:
+        return validate_document(schema, document, (*rules, RefusesJobUpdates))
+
+    monkeypatch.setattr(strawberry_schema, "validate_document", with_new_rule)
+    video = str(uuid.uuid4())
+    # A text of its own: parsed and validated documents are cached by text.
+    query = f"{JOB_UPDATES} # {video}"
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(gateway.ws_url, protocol) as ws:
+            await ws.subscribe("u", query, filter={"video": video})
+            await gateway.jobs.create(video)  # heard, were the subscription served
+            message = await ws.receive()
+    assert message["type"] == "error" and message["id"] == "u", message
+    errors = message["payload"] if protocol == TRANSPORT_WS else [message["payload"]]
+    assert [error["message"] for error in errors] == [
+        "refused by a rule of strawberry's validation"
+    ]

@@ -119,6 +119,9 @@ async def test_a_document_too_long_is_refused_before_it_is_parsed(tmp_path: Path
             assert codes(body) == ["QUERY_TOO_COMPLEX"], body
             assert "MAX_QUERY_LENGTH" in body["errors"][0]["message"]
             assert literal not in str(body)  # nor echoed back
+        hostile = "subscription { jobUpdates { id } }" + " " * 2000
+        for protocol in PROTOCOLS:
+            assert await subscribe(server, protocol, hostile) == ["QUERY_TOO_COMPLEX"]
         answer = post_and_get(server, "{ __typename }")
         assert answer == [{"data": {"__typename": "Query"}}] * 2
     finally:

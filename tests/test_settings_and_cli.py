@@ -20,6 +20,11 @@ def test_defaults() -> None:
     assert settings.public_url == "http://127.0.0.1:8000"
 
 
+def test_fast_paths_are_on_unless_turned_off() -> None:
+    assert Settings.from_env({}).fast_paths
+    assert not Settings.from_env({"FAST_PATHS": "false"}).fast_paths
+
+
 def test_public_url_loses_its_trailing_slash() -> None:
     assert Settings.from_env({"PUBLIC_URL": "https://x.test/"}).public_url == "https://x.test"
 
@@ -36,6 +41,7 @@ def test_public_url_loses_its_trailing_slash() -> None:
         ("MAX_WEBSOCKET_CONNECTIONS", "0"),
         ("WEBSOCKET_INIT_TIMEOUT", "soon"),
         ("MIGRATE_ON_START", "perhaps"),
+        ("FAST_PATHS", "sometimes"),
     ],
 )
 def test_bad_setting_names_itself(name: str, value: str) -> None:

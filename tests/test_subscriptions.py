@@ -19,6 +19,7 @@ import anyio
 import httpx2 as httpx
 import pytest
 
+from app.settings import Settings
 from support.servers import ROOT, Server, start_server
 from tests.jobs_client import JobsClient
 from tests.jobs_data import INPUT, PROFILE
@@ -465,7 +466,9 @@ async def test_job_updates_fanned_out_and_by_strawberry_send_the_same(
             await ws.subscribe("ready", JOB_PROGRESS, id=barrier["id"])
             assert await ws.job("ready") == barrier
             # strawberry runs a task per subscription; the fanned-out ones hold none.
-            assert await tasks_running(gateway) - before < len(filters) + 3
+            # (With FAST_PATHS=false both are strawberry's: the rest must hold still.)
+            if Settings().fast_paths:
+                assert await tasks_running(gateway) - before < len(filters) + 3
 
             created = await jobs.create(video)
             progressed = await jobs.report(created, 50)

@@ -30,13 +30,11 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    validate,
 )
 from graphql.validation import ASTValidationRule
 from graphql.validation.rules import overlapping_fields_can_be_merged
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
-from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from strawberry.schema import schema as strawberry_schema
 
 from app.graphql.caches import cacheable
 from app.graphql.errors import QUERY_TOO_COMPLEX
@@ -241,25 +239,26 @@ def validate_within_limits(
     limits: Limits,
     rules: Collection[type[ASTValidationRule]],
 ) -> list[GraphQLError]:
-    """The limits alone first; graphql-core's `rules` only for a document within them.
+    """The limits alone first; the `rules` only for a document within them.
 
     The limits are a function rather than a graphql-core rule run with the others:
     `validate` walks the whole document for any rule (11 ms for 1,990 fields, against
     1.2 ms for `refusals`), and a rule cannot stop the others in the same walk.
+
+    The rules run through strawberry's own validation entry point, the one its
+    executions call: it adds strawberry's rules (OneOf, Maybe...) to ours, so a rule
+    strawberry adds or fixes applies here as it does there. Looked up when called, as
+    strawberry itself does.
     """
-    return refusals(document, limits) or validate(schema, document, rules)
+    return refusals(document, limits) or strawberry_schema.validate_document(
+        schema, document, tuple(rules)
+    )
 
 
 # Kept per (schema, document, limits, rules), at most VALIDATIONS_KEPT: ParserCache
 # hands back the same document object for the same text, so a repeated query is
 # validated once.
 cached_validate_within_limits = lru_cache(maxsize=VALIDATIONS_KEPT)(validate_within_limits)
-
-# strawberry's own rules, which its validation adds to graphql-core's.
-STRAWBERRY_RULES: tuple[type[ASTValidationRule], ...] = (
-    MaybeNullValidationRule,
-    OneOfInputValidationRule,
-)
 
 
 class LimitedValidation(SchemaExtension):
@@ -283,13 +282,12 @@ class LimitedValidation(SchemaExtension):
             context.schema._schema,  # strawberry's name for its graphql-core schema
             context.graphql_document,
             self.limits,
-            (*context.validation_rules, *STRAWBERRY_RULES),
+            context.validation_rules,
         )
         yield
 
 
 __all__ = [
-    "STRAWBERRY_RULES",
     "LimitedValidation",
     "Limits",
     "Measure",

@@ -32,13 +32,15 @@ class Schema(strawberry.Schema):
 
 
 def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
+    settings = settings or Settings()
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        execution_context_class=PlainFieldsExecutor,
+        # FAST_PATHS off: strawberry's default, graphql-core's own execution.
+        execution_context_class=PlainFieldsExecutor if settings.fast_paths else None,
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
-        extensions=_extensions(settings or Settings()),
+        extensions=_extensions(settings),
         **options,
     )
 

@@ -13,8 +13,8 @@ from strawberry.types.unset import UnsetType
 
 from app.errors import Unauthenticated
 from app.graphql.context import Context
-from app.graphql.fanout import Fanout, LegacyWSHandler, TransportWSHandler
 from app.graphql.http import GraphQLOverHTTP
+from app.graphql.ws import Fanout, LegacyWSHandler, Plans, TransportWSHandler
 from app.settings import Settings
 from app.web.graphiql import LocalGraphiQL
 
@@ -31,7 +31,7 @@ def _json_text(data: object) -> str:
 class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
     """GraphQL over HTTP (rules in app.graphql.http) and over WebSocket at /graphql."""
 
-    # `jobProgress` and `jobUpdates` are fanned out below strawberry (app.graphql.fanout).
+    # strawberry's handlers, with `jobProgress` and `jobUpdates` fanned out (app.graphql.ws).
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
@@ -56,13 +56,17 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         schema = create_schema(settings)
         super().__init__(schema, **options)  # type: ignore[arg-type]
         self.settings = settings
-        self.fanout = Fanout(
+        # Which documents the fan-out serves, and those refused before strawberry parses.
+        self.plans = Plans(
             schema,
-            PlainFieldsExecutor,
             query_limits(settings),
             validation_rules(settings),
             settings.max_query_tokens,
-            _json_text,
+            settings.max_query_length,
+        )
+        # FAST_PATHS off: no fan-out, every operation is served strawberry's way.
+        self.fanout = (
+            Fanout(schema, PlainFieldsExecutor, _json_text) if settings.fast_paths else None
         )
 
     def encode_json(self, data: object) -> str | bytes:

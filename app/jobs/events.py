@@ -3,7 +3,7 @@
 `JobEvents.publish` sends a changed job through the broker (`app.jobs.broker`:
 memory://, redis:// or postgres:// LISTEN/NOTIFY). Each process holds ONE broker
 subscription; its listener hands every event to the local subscribers' `Mailbox`es
-(or other `Listener`s, such as app.graphql.fanout's groups of `jobProgress` and
+(or other `Listener`s, such as app.graphql.ws's groups of `jobProgress` and
 `jobUpdates` subscribers) without ever waiting on one of them, so a slow or vanished
 client holds up nobody. A mailbox is bounded: when its client falls behind, it keeps
 each job's latest state only.
@@ -136,7 +136,7 @@ def decode(fields: dict[str, Any]) -> Job:
 
 class Listener(Protocol):
     """What the listener hands changes to: a `Mailbox`, or anything that takes them at
-    once without waiting (app.graphql.fanout serves many subscribers so).
+    once without waiting (app.graphql.ws serves many subscribers so).
 
     One job's changes (`job_id` set), or the tenant's changes its `job_filter` is
     concerned with (`jobUpdates`: `job_id` None), checked once per listener.

@@ -5,7 +5,7 @@ number, an `id` that is not a string or `variables` that are a list raise inside
 handlers (a traceback in the log, the connection cut, or INTERNAL_SERVER_ERROR).
 Here each message is checked first, by the rules of its protocol, and the first
 problem is named (`MalformedMessage`: the field and what it must be); the handlers in
-app.graphql.fanout answer it as the protocol says a malformed message is answered.
+app.graphql.ws.handlers answer it as the protocol says a malformed message is answered.
 """
 
 from __future__ import annotations

@@ -1,0 +1,205 @@
+"""What both protocols' handlers add to serve `jobProgress` and `jobUpdates` by fan-out.
+
+`_serve` tries the operation on the fan-out (app.graphql.ws.groups): it returns False,
+leaving it to strawberry, for anything it does not fully serve and on any error on the
+way (NOT_FOUND, a bad variable, a missing scope...), which strawberry then reports as
+it always does. A `jobProgress` subscriber hears changes before its snapshot is read,
+so a change committed meanwhile is not lost; `jobUpdates` has no snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import orjson
+from graphql import GraphQLError, get_argument_values
+
+from app.auth import READ
+from app.errors import SubscriptionInterrupted
+from app.graphql.context import Context
+from app.graphql.errors import assign_code
+from app.graphql.subscriptions import frozen
+from app.graphql.types import JobFilter
+from app.graphql.ws.groups import Fanout, Group, Subscriber
+from app.graphql.ws.outbox import Outbox
+from app.graphql.ws.plan import Plan
+from app.jobs import model
+from app.jobs.events import FELL_BEHIND, JobEvents
+
+
+class FastPath:
+    """Serving `jobProgress` and `jobUpdates` by fan-out, for either protocol's handler."""
+
+    # The GraphQLView: its `Plans`, and its `Fanout` (None: FAST_PATHS off).
+    view: Any
+    context: Context
+    websocket: Any
+    # The frames of the protocol, around an operation id (JSON) and a payload.
+    _next: tuple[str, str, str]
+    _complete: tuple[str, str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fast: dict[str, Subscriber] = {}
+        self._outbox: Outbox | None = None
+
+    def _forget(self, op_id: str) -> None:
+        """The operation is over: its id may be used again."""
+        raise NotImplementedError
+
+    async def refuse(self, op_id: str, error: GraphQLError) -> None:
+        """Answer the operation with the protocol's `error` message; it is over."""
+        raise NotImplementedError
+
+    async def _serve(
+        self, op_id: str, query: object, variables: object, operation_name: object
+    ) -> bool:
+        """Serve the operation on this path; False to leave it to strawberry."""
+        plan = self.view.plans.get(query, operation_name)
+        if isinstance(plan, GraphQLError):  # too long or deep to parse (FAST_PATHS or not)
+            await self.refuse(op_id, plan)
+            return True
+        fanout: Fanout | None = self.view.fanout
+        if fanout is None or plan is None:  # FAST_PATHS off, or not for the fan-out
+            return False
+        if variables is not None and not isinstance(variables, dict):
+            return False
+        context = self.context
+        events = context.events
+        if events.closing:
+            return False
+        try:
+            jobs = context.jobs
+            jobs.allow(READ)
+            executor = fanout.executor_class.build(
+                fanout.schema, plan.document, raw_variable_values=variables
+            )
+            if isinstance(executor, list):  # variables that do not fit
+                return False
+            arguments = get_argument_values(plan.field_def, plan.field, executor.variable_values)
+            variables_key = frozen(executor.variable_values.coerced)
+            job_filter = (
+                JobFilter.to_model(fanout.arguments(plan, arguments).get("filter"))
+                if plan.updates
+                else None
+            )
+        except Exception:  # strawberry's way tells the client what is wrong
+            return False
+        public_url = context.settings.public_url
+        if job_filter is not None:
+            key: Hashable = (events, plan, variables_key, jobs.tenant, public_url)
+            self._watch(op_id, key, events, plan, executor, jobs.tenant, public_url, job_filter)
+            return True
+        job_id = arguments["id"]
+        key = (events, plan, variables_key, jobs.tenant, job_id, public_url)
+        group = fanout.groups.get(key)
+        if group is None:
+            group = Group(fanout, key, events, plan, executor, jobs.tenant, job_id, public_url)
+            fanout.groups[key] = group
+            events.join(group)
+        subscriber = Subscriber(self, op_id, group)
+        group.join(subscriber)
+        # Listening before the snapshot is read: a change committed meanwhile is heard.
+        try:
+            snapshot = await jobs.get(job_id)
+        except Exception:
+            snapshot = None
+        except BaseException:
+            group.leave(subscriber)
+            raise
+        if snapshot is None:  # NOT_FOUND, UNAVAILABLE...: said strawberry's way
+            group.leave(subscriber)
+            return False
+        self._fast[op_id] = subscriber
+        pending, subscriber.pending = subscriber.pending, None
+        self.send_next(subscriber, group.render(snapshot))
+        if snapshot.is_finished:
+            self.finish(subscriber)
+            return True
+        last = snapshot.order_key
+        for change in pending or ():
+            if change is None:
+                self.finish(subscriber)
+                return True
+            key_, payload, ended = change
+            if key_ > last:
+                last = key_
+                self.send_next(subscriber, payload)
+                if ended:
+                    self.finish(subscriber)
+                    return True
+        subscriber.last = last
+        return True
+
+    def _watch(
+        self,
+        op_id: str,
+        key: Hashable,
+        events: JobEvents,
+        plan: Plan,
+        executor: Any,
+        tenant: str,
+        public_url: str,
+        job_filter: model.JobFilter,
+    ) -> None:
+        """`jobUpdates`: heard from now on (no snapshot), in the group of its question."""
+        fanout: Fanout = self.view.fanout
+        group = fanout.groups.get(key)
+        if group is None:
+            group = Group(fanout, key, events, plan, executor, tenant, None, public_url, job_filter)
+            fanout.groups[key] = group
+            events.join(group)
+        subscriber = Subscriber(self, op_id, group)
+        subscriber.pending = None
+        group.join(subscriber)
+        self._fast[op_id] = subscriber
+
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            self._outbox = Outbox(self.websocket.ws.send_text)
+        return self._outbox
+
+    def send_next(self, subscriber: Subscriber, payload: str, job: Hashable = None) -> None:
+        before, middle, after = self._next
+        quoted = orjson.dumps(subscriber.id).decode()
+        frame = f"{before}{quoted}{middle}{payload}{after}"
+        if not self.outbox().write(subscriber.id, frame, job):
+            # Behind on too many jobs (`jobUpdates`), as a `Mailbox` would be.
+            self.interrupt(subscriber, FELL_BEHIND)
+
+    def interrupt(self, subscriber: Subscriber, why: str) -> None:
+        """Drop what waits for the subscription, end it with an error saying why (as
+        strawberry's way ends a stream raising `SubscriptionInterrupted`), free it."""
+        if self._outbox is not None:
+            self._outbox.drop(subscriber.id)
+        error = GraphQLError(why, original_error=SubscriptionInterrupted(why))
+        assign_code(error, subscriber.group.plan.document)
+        payload = self.view.fanout.encode({"data": None, "errors": [error.formatted]})
+        self.send_next(subscriber, payload)
+        self.finish(subscriber)
+
+    def finish(self, subscriber: Subscriber) -> None:
+        """The subscription is over: `complete`, and it frees what it held."""
+        if self._fast.get(subscriber.id) is subscriber:
+            del self._fast[subscriber.id]
+            self._forget(subscriber.id)
+        subscriber.group.leave(subscriber)
+        before, after = self._complete
+        quoted = orjson.dumps(subscriber.id).decode()
+        self.outbox().write(subscriber.id, f"{before}{quoted}{after}", final=True)
+
+    def _stop(self, op_id: str) -> Subscriber | None:
+        """The client ended the operation (or left): forget it, send nothing more."""
+        subscriber = self._fast.pop(op_id, None)
+        if subscriber is not None:
+            subscriber.group.leave(subscriber)
+            if self._outbox is not None:
+                self._outbox.drop(op_id)
+        return subscriber
+
+    async def _close_fast(self) -> None:
+        for op_id in list(self._fast):
+            self._stop(op_id)
+        if self._outbox is not None:
+            await self._outbox.close()
