@@ -35,6 +35,8 @@ logger = logging.getLogger("app")
 
 
 def create_app(settings: Settings) -> Starlette:
+    # Memory freed once a wave of subscriptions or WebSocket connections has gone.
+    idle = IdleCollection()
     graphql = GraphQLView(settings)
     outages.quiet_reconnect_logs()
 
@@ -52,7 +54,7 @@ def create_app(settings: Settings) -> Starlette:
             settings.broadcast_url,
             states=StoredStates(database),
             # Memory freed once a wave of subscribers has gone (app/memory.py).
-            on_idle=IdleCollection(),
+            on_idle=idle,
             change_poll_interval=settings.change_poll_interval,
             exit_before_publishing_finish=settings.test_hook_exit_before_publishing_finish,
         )
@@ -128,7 +130,7 @@ def create_app(settings: Settings) -> Starlette:
             HTTPException: rest.http_error,
             Exception: unexpected,
         },
-        middleware=_middleware(settings),
+        middleware=_middleware(settings, idle),
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -161,9 +163,11 @@ def gc_thresholds(*thresholds: int) -> Iterator[None]:
         gc.unfreeze()
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
+def _middleware(settings: Settings, idle: IdleCollection) -> list[Middleware]:
     # Outermost: a connection past the limit costs as little as it can.
-    middleware = [Middleware(WebSocketLimit, limit=settings.max_websocket_connections)]
+    middleware = [
+        Middleware(WebSocketLimit, limit=settings.max_websocket_connections, on_idle=idle)
+    ]
     if settings.cors_origins:
         # Bearer tokens, not cookies: no credentials mode needed.
         middleware.append(

@@ -58,7 +58,8 @@ def _full_collection(trim: Callable[[int], int] | None) -> tuple[int, float]:
 
 
 class IdleCollection:
-    """Told by `JobEvents` that no subscription is left, and how many ended since."""
+    """Told that no subscription (`JobEvents`) or no WebSocket connection (`WebSocketLimit`)
+    is left, and how many ended since: past IDLE_COLLECT_AFTER, a full collection."""
 
     def __init__(self, after: int = IDLE_COLLECT_AFTER) -> None:
         self.after = after
@@ -71,7 +72,7 @@ class IdleCollection:
             return
         found, ms = _full_collection(self._trim)
         logger.info(
-            "no subscription left (%d ended): %d unreachable objects freed in %.0f ms",
+            "no subscription or connection left (%d ended): %d unreachable objects freed in %.0f ms",
             self.ended,
             found,
             ms,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,10 +24,16 @@ WARN_EVERY_SECONDS = 60.0
 
 
 class WebSocketLimit:
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, on_idle: Callable[[int], None] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         self.open = 0
+        # Told, with how many closed since, each time the last connection has closed:
+        # a wave of connections leaves its memory to a collection (app/memory.py).
+        self._on_idle = on_idle
+        self._closed = 0
         self._refused = 0
         self._warned_at = float("-inf")
 
@@ -42,6 +49,10 @@ class WebSocketLimit:
             await self.app(scope, receive, send)
         finally:
             self.open -= 1
+            self._closed += 1
+            if self.open == 0 and self._on_idle is not None:
+                closed, self._closed = self._closed, 0
+                self._on_idle(closed)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._warn()

@@ -25,6 +25,7 @@ import secrets
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,16 +71,25 @@ def attack(name: str, finding: str) -> Callable[[Attack], Attack]:
     return register
 
 
+# Requests a second each attacking client sends at most. The findings are about what one
+# request costs; a flood of cheap requests is rate limiting's to stop (a proxy's, as
+# docs/limits.md says), and would hold up the probe on any server.
+RATE = 10.0
+
+
 async def _repeat(seconds: float, clients: int, one: Callable[[], Awaitable[object]]) -> int:
-    """Run `one` back to back from `clients` concurrent loops for `seconds`; count runs."""
+    """Run `one` from `clients` concurrent loops for `seconds`, each at most RATE a
+    second (at once again when an answer took longer); count runs."""
     deadline = time.monotonic() + seconds
     done = 0
 
     async def loop() -> None:
         nonlocal done
         while time.monotonic() < deadline:
+            began = time.monotonic()
             await one()
             done += 1
+            await asyncio.sleep(max(0.0, 1 / RATE - (time.monotonic() - began)))
 
     await asyncio.gather(*(loop() for _ in range(clients)))
     return done
@@ -183,8 +193,12 @@ async def _large_documents(target: Target) -> str:
 
         async def loop() -> None:
             for _ in remaining:
+                began = time.monotonic()
                 response = await client.post("/graphql", json={"query": document()})
-                seen[str(response.status_code)] = seen.get(str(response.status_code), 0) + 1
+                errors = response.json().get("errors") or [{}]
+                key = f"{response.status_code} {(errors[0].get('extensions') or {}).get('code', 'ok')}"
+                seen[key] = seen.get(key, 0) + 1
+                await asyncio.sleep(max(0.0, 1 / RATE - (time.monotonic() - began)))
 
         await asyncio.gather(*(loop() for _ in range(4)))
     return f"{total} documents: {_answers(seen)}"
@@ -504,9 +518,64 @@ async def _watch_rss(gateway: Server, peak: list[float], stop: asyncio.Event) ->
         await asyncio.sleep(0.1)
 
 
+async def warm_up(target: Target) -> None:
+    """What a gateway in service has done before an attack: jobs created, read, listed
+    and reported on over GraphQL and REST, GraphiQL's schema query, subscriptions that
+    ended. The RSS to come back to is the one after this, not a cold start's."""
+    headers = {"authorization": f"Bearer {target.token}"}
+    job = {"inputs": [str(uuid.uuid4())], "profile": str(uuid.uuid4()), "video": str(uuid.uuid4())}
+    async with httpx.AsyncClient(base_url=target.gateway.url, headers=headers, timeout=60) as http:
+        ids = []
+        for _ in range(50):
+            created = (await http.post("/encoding/jobs", json=job)).json()
+            ids.append(created["id"])
+            await http.get(f"/encoding/jobs/{created['id']}")
+            await http.patch(f"/encoding/jobs/{created['id']}", json={"progress": 10})
+            await http.post(
+                "/graphql",
+                json={
+                    "query": "{ jobs(first: 50) { edges { cursor node { id progress status } } } }"
+                },
+            )
+            await http.post(
+                "/graphql", json={"query": f'{{ job(id: "{created["id"]}") {{ id url inputs }} }}'}
+            )
+        await http.post("/graphql", json={"query": INTROSPECTION})
+        for protocol in ("graphql-transport-ws", "graphql-ws"):
+            async with connect(target.gateway.ws_url, subprotocols=[protocol]) as ws:  # type: ignore[list-item]
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "connection_init",
+                            "payload": headers | {"Authorization": headers["authorization"]},
+                        }
+                    )
+                )
+                await ws.recv()
+                kind = "subscribe" if protocol == "graphql-transport-ws" else "start"
+                for n, job_id in enumerate(ids[:10]):
+                    query = (
+                        f'subscription {{ jobProgress(id: "{job_id}") {{ id progress status }} }}'
+                    )
+                    await ws.send(
+                        json.dumps({"type": kind, "id": str(n), "payload": {"query": query}})
+                    )
+                await asyncio.sleep(0.2)
+        for job_id in ids:
+            await http.patch(f"/encoding/jobs/{job_id}", json={"status": 1})
+
+
+INTROSPECTION = (
+    "query { __schema { types { name kind fields { name args { name type { name kind "
+    "ofType { name kind ofType { name kind } } } } type { name kind ofType { name kind "
+    "ofType { name kind } } } } } } }"
+)
+
+
 async def run_attack(target: Target, probe: Probe, name: str) -> Outcome:
     finding, function = ATTACKS[name]
     gateway = target.gateway
+    await warm_up(target)
     await asyncio.sleep(1)
     rss_start = gateway.rss_kib() / 1024
     peak = [rss_start]
