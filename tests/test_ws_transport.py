@@ -107,7 +107,8 @@ def read_frame(sock: socket.socket) -> tuple[int, bytes]:
 
 def test_a_ping_flood_from_a_client_that_never_reads_stays_bounded(gateway: Server) -> None:
     # Before: every pong waited in the server's write buffer (684 MB of pings held
-    # 625 MiB). Now the server stops reading from a client it cannot write to.
+    # 625 MiB). Now a client pinging past a small allowance is cut off (and one that
+    # does not read is not read from meanwhile).
     flood = 32 * MIB
     burst = frame(PING, b"p" * 125) * 512
     with closing(upgrade(gateway)) as sock:
@@ -117,33 +118,41 @@ def test_a_ping_flood_from_a_client_that_never_reads_stays_bounded(gateway: Serv
         try:
             while sent < flood:
                 sent += sock.send(burst)
-        except TimeoutError:
-            pass  # the server stopped reading: TCP holds the client back
+        except (TimeoutError, ConnectionResetError, BrokenPipeError):
+            pass  # cut off, or held back by TCP
         grown = settled_rss(gateway) - before
     print(f"ping flood: {sent / MIB:.1f} MiB sent, server grew {grown / MIB:.1f} MiB")
+    assert sent < flood, "the server read 32 MiB of pings"
     assert grown < 12 * MIB, (
         f"{sent / MIB:.1f} MiB of pings grew the server by {grown / MIB:.1f} MiB"
     )
 
 
 def test_a_message_in_one_byte_frames_costs_its_size(gateway: Server) -> None:
-    # Before: each 1-byte frame was kept as its own bytes object, ~40 bytes each.
+    # Before: each 1-byte frame was kept as its own bytes object, ~40 bytes each, and
+    # parsing them (~5 µs a frame) held the event loop for seconds. Now a message in
+    # more than a thousand frames ends the connection.
     frames = 600_000
     with closing(upgrade(gateway)) as sock:
         before = rss(gateway)
         sock.sendall(frame(TEXT, b"{", fin=False))
         batch = frame(CONTINUATION, b" ", fin=False) * 10_000
-        for _ in range(frames // 10_000):
-            sock.sendall(batch)
-        # Control frames may come between a message's frames: its pong says the
-        # server has read every frame before it.
-        sock.sendall(frame(PING, b"sync"))
-        sock.settimeout(60)
-        while read_frame(sock) != (PONG, b"sync"):
+        sent = 0
+        try:
+            for _ in range(frames // 10_000):
+                sock.sendall(batch)
+                sent += 10_000
+            sock.settimeout(10)
+            sock.sendall(frame(PING, b"sync"))
+            while read_frame(sock) != (PONG, b"sync"):
+                pass
+        except (ConnectionResetError, BrokenPipeError, TimeoutError, OSError):
             pass
         grown = rss(gateway) - before
-    print(f"{frames:,} 1-byte frames: server grew {grown / MIB:.1f} MiB")
-    assert grown < 8 * MIB, f"{frames:,} 1-byte frames grew the server by {grown / MIB:.1f} MiB"
+    print(f"{sent:,} 1-byte frames sent: server grew {grown / MIB:.1f} MiB")
+    assert sent < frames, "the server read 600,000 fragments of one message"
+    assert grown < 8 * MIB, f"{sent:,} 1-byte frames grew the server by {grown / MIB:.1f} MiB"
+    assert httpx.get(gateway.url + "/healthz", timeout=5).status_code == 200
 
 
 @pytest.mark.anyio
