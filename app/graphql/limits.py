@@ -36,7 +36,7 @@ from graphql.validation.rules import overlapping_fields_can_be_merged
 from strawberry.extensions import SchemaExtension
 from strawberry.schema import schema as strawberry_schema
 
-from app.graphql.caches import cacheable
+from app.graphql.caches import DocumentParserCache, cacheable
 from app.graphql.errors import QUERY_TOO_COMPLEX
 
 # Documents whose validation result is kept (as strawberry's ValidationCache does).
@@ -73,18 +73,27 @@ def too_long(query: object, max_length: int) -> GraphQLError | None:
     return None
 
 
-class LengthLimit(SchemaExtension):
-    """`too_long`, before strawberry (or its parser cache) parses the document."""
+class LimitedParser(DocumentParserCache):
+    """The parser cache (app/graphql/caches.py), with `too_long` checked first and the
+    token cap set (what strawberry's MaxTokensLimiter does): one extension, not three
+    (each costs its hooks on every request).
 
-    def __init__(self, max_length: int) -> None:
+    Raised here, the error is answered as a pre-execution error over HTTP; over
+    WebSocket the plans (app/graphql/ws/plan.py) refuse such a document first.
+    """
+
+    def __init__(self, max_length: int, max_tokens: int) -> None:
         super().__init__()
         self.max_length = max_length
+        self.max_tokens = max_tokens
 
     def on_parse(self) -> Iterator[None]:
-        error = too_long(self.execution_context.query, self.max_length)
+        context = self.execution_context
+        error = too_long(context.query, self.max_length)
         if error is not None:
-            raise error  # strawberry answers it as a pre-execution error
-        yield
+            raise error
+        context.parse_options["max_tokens"] = self.max_tokens
+        yield from super().on_parse()
 
 
 class Measure(NamedTuple):
@@ -264,12 +273,14 @@ cached_validate_within_limits = lru_cache(maxsize=VALIDATIONS_KEPT)(validate_wit
 class LimitedValidation(SchemaExtension):
     """Validation for strawberry's executions: the limits, then the rules, kept per document.
 
-    In place of strawberry's ValidationCache, which would run every rule at once.
+    In place of strawberry's ValidationCache, which would run every rule at once; and
+    of AddValidationRules: `rules` are added to strawberry's here.
     """
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, rules: Collection[type[ASTValidationRule]]) -> None:
         super().__init__()
         self.limits = limits
+        self.rules = tuple(rules)
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
@@ -282,7 +293,7 @@ class LimitedValidation(SchemaExtension):
             context.schema._schema,  # strawberry's name for its graphql-core schema
             context.graphql_document,
             self.limits,
-            context.validation_rules,
+            (*context.validation_rules, *self.rules),
         )
         yield
 

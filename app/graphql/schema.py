@@ -7,13 +7,11 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.types import ExecutionContext
 
-from app.graphql.caches import DocumentParserCache
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.execution import PlainFieldsExecutor
-from app.graphql.limits import LengthLimit, LimitedValidation, Limits
+from app.graphql.limits import LimitedParser, LimitedValidation, Limits
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.subscriptions import Subscription
@@ -70,11 +68,9 @@ def _extensions(settings: Settings) -> list[Any]:
     max_tokens = settings.max_query_tokens
     max_length = settings.max_query_length
     return [
-        lambda: LengthLimit(max_length),
-        lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        lambda: AddValidationRules(rules),
-        # Small documents only (app/graphql/caches.py).
-        DocumentParserCache,
-        lambda: LimitedValidation(limits),
+        # The length and token caps; small documents cached (app/graphql/caches.py).
+        lambda: LimitedParser(max_length, max_tokens),
+        # The limits first, then graphql-core's, strawberry's and our rules.
+        lambda: LimitedValidation(limits, rules),
         MaskUnexpected,
     ]
