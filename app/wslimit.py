@@ -11,9 +11,10 @@ cannot read an HTTP status refusing a handshake; they can read a close code.
 from __future__ import annotations
 
 import logging
-import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.logs import Throttle
 
 logger = logging.getLogger("app")
 
@@ -28,7 +29,7 @@ class WebSocketLimit:
         self.limit = limit
         self.open = 0
         self._refused = 0
-        self._warned_at = float("-inf")
+        self._warnings = Throttle(WARN_EVERY_SECONDS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -56,12 +57,11 @@ class WebSocketLimit:
 
     def _warn(self) -> None:
         self._refused += 1
-        now = time.monotonic()
-        if now - self._warned_at >= WARN_EVERY_SECONDS:
+        if self._warnings.ready():
             logger.warning(
                 "refused %d WebSocket connection(s): %d open, the most this process holds "
                 "(MAX_WEBSOCKET_CONNECTIONS)",
                 self._refused,
                 self.open,
             )
-            self._warned_at, self._refused = now, 0
+            self._refused = 0

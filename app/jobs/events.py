@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import os
-import time
 import uuid
 import weakref
 from collections import OrderedDict
@@ -40,6 +39,7 @@ from app.jobs.broker import BROKER_TIMEOUT, BroadcastUnavailable, Broker
 from app.jobs.buffers import BACKLOG_LIMIT, Backlog
 from app.jobs.changes import ChangeFeed
 from app.jobs.model import Job, JobChange, JobFilter, JobStatus
+from app.logs import Throttle
 
 __all__ = ["BroadcastUnavailable", "JobEvents", "JobStream", "Listener", "Mailbox"]
 
@@ -310,7 +310,7 @@ class JobEvents:
         self._recent: OrderedDict[uuid.UUID, tuple[datetime, bool, bool, int]] = OrderedDict()
         # Jobs changed while the broker was away, to publish once it is back.
         self._unpublished: OrderedDict[uuid.UUID, None] = OrderedDict()
-        self._last_logged = -LOG_EVERY
+        self._waiting = Throttle(LOG_EVERY)
         self._closing = False
         # Set once closing and the last subscription has given its mailbox back.
         self._all_released = asyncio.Event()
@@ -401,9 +401,7 @@ class JobEvents:
             self._dispatch(job)
 
     def _log_unpublished(self, exc: BroadcastUnavailable) -> None:
-        now = time.monotonic()
-        if now - self._last_logged >= LOG_EVERY:
-            self._last_logged = now
+        if self._waiting.ready():
             logger.warning(
                 "%d changed job(s) wait for the broker to be published: %s",
                 len(self._unpublished),
