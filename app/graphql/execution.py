@@ -26,7 +26,6 @@ from __future__ import annotations
 import keyword
 import uuid
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -54,6 +53,7 @@ from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from app.graphql.caches import MAX_CACHED_CHARS
+from app.lru import LRU, MISSING
 
 # Completes a value (raising _NotPlain when graphql-core must do it).
 Completer = Callable[[Any], Any]
@@ -168,22 +168,16 @@ def _plan(
         key.append((response_name, node.name.value, sub_plan))
     plans = _PLANS.get(executor.schema)
     if plans is None:
-        plans = _PLANS[executor.schema] = OrderedDict()
+        plans = _PLANS[executor.schema] = LRU(PLANS_KEPT)
     frozen = tuple(key)
-    plan = plans.get(frozen, _UNKNOWN)
-    if plan is _UNKNOWN:
-        plan = plans[frozen] = _make_plan(executor, parent_type, key)
-        if len(plans) > PLANS_KEPT:
-            plans.popitem(last=False)
-    else:
-        plans.move_to_end(frozen)
-    return plan  # type: ignore[return-value]
+    plan = plans.use(frozen, MISSING)
+    if plan is MISSING:
+        plan = _make_plan(executor, parent_type, key)
+        plans.put(frozen, plan)
+    return plan
 
 
-_PLANS: WeakKeyDictionary[GraphQLSchema, OrderedDict[tuple[object, ...], Plan | None]] = (
-    WeakKeyDictionary()
-)
-_UNKNOWN = object()
+_PLANS: WeakKeyDictionary[GraphQLSchema, LRU[tuple[object, ...], Plan | None]] = WeakKeyDictionary()
 
 
 def _sub_plan(

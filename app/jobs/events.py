@@ -29,7 +29,6 @@ import logging
 import os
 import uuid
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -40,6 +39,7 @@ from app.jobs.buffers import BACKLOG_LIMIT, Backlog
 from app.jobs.changes import ChangeFeed
 from app.jobs.model import Job, JobChange, JobFilter, JobStatus
 from app.logs import Throttle
+from app.lru import LRU
 
 __all__ = ["BroadcastUnavailable", "JobEvents", "JobStream", "Listener", "Mailbox"]
 
@@ -307,9 +307,9 @@ class JobEvents:
             )
         self._by_job: dict[uuid.UUID, set[Listener]] = {}
         self._by_tenant: dict[str, set[Listener]] = {}
-        self._recent: OrderedDict[uuid.UUID, tuple[datetime, bool, bool, int]] = OrderedDict()
+        self._recent: LRU[uuid.UUID, tuple[datetime, bool, bool, int]] = LRU(RECENT_JOBS)
         # Jobs changed while the broker was away, to publish once it is back.
-        self._unpublished: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._unpublished: LRU[uuid.UUID, None] = LRU(UNPUBLISHED_LIMIT)
         self._waiting = Throttle(LOG_EVERY)
         self._closing = False
         # Set once closing and the last subscription has given its mailbox back.
@@ -392,10 +392,7 @@ class JobEvents:
         try:
             await self._broker.publish(encode(job))
         except BroadcastUnavailable as exc:
-            self._unpublished[job.id] = None
-            self._unpublished.move_to_end(job.id)
-            if len(self._unpublished) > UNPUBLISHED_LIMIT:
-                self._unpublished.popitem(last=False)
+            self._unpublished.put(job.id, None)
             self._log_unpublished(exc)
             # Subscribers here need not wait for the broker.
             self._dispatch(job)
@@ -530,10 +527,7 @@ class JobEvents:
         last = self._recent.get(job.id)
         if last is not None and key <= last:
             return
-        self._recent[job.id] = key
-        self._recent.move_to_end(job.id)
-        if len(self._recent) > RECENT_JOBS:
-            self._recent.popitem(last=False)
+        self._recent.put(job.id, key)
 
         # (Copies: a listener that ends its last subscription here gives itself back.)
         for listener in tuple(self._by_job.get(job.id, ())):
