@@ -64,7 +64,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bench.baselines import Reused, report_progress, routes
-from support.servers import free_port
+from support.servers import free_port, pin, rss_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CORE, CLIENT_CORE = 0, 1
@@ -158,10 +158,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        return rss_kib(self.process.pid)
 
     def cpu_seconds(self) -> float:
         """Time the server's event loop thread has run on a CPU (ns precision)."""
@@ -628,8 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             f"{max(sizes):,} subscribers need more open files than this machine allows ({hard:,})"
         )
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > CLIENT_CORE:
-        os.sched_setaffinity(0, {CLIENT_CORE})
+    pin({CLIENT_CORE})
     modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.deflate]
     servers = [kind for kind in KINDS if kind in args.servers.split(",")]
     if "bare" not in servers:
