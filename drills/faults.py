@@ -50,6 +50,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from support import report
 from support.servers import Server, start_server
 from support.services import START_LIMIT, PostgresCluster, RedisServer
 
@@ -457,15 +458,19 @@ async def receive(ws: ClientConnection) -> dict[str, Any]:
 
 
 def table(drill: Drill) -> str:
-    lines = [
-        "| fault | lasted (s) | recovery (s) | writes acknowledged | UNAVAILABLE | transport errors | 500 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in drill.results:
-        lines.append(
-            f"| {row['fault']} | {row['seconds']:.1f} | {row['recovery']:.2f} | {row['acked']:,} "
-            f"| {row['unavailable']:,} | {row['transport']:,} | {row['internal']} |"
+    headers = (
+        *("fault", "lasted (s)", "recovery (s)", "writes acknowledged", "UNAVAILABLE"),
+        *("transport errors", "500"),
+    )
+    rows = [
+        (
+            *(row["fault"], f"{row['seconds']:.1f}", f"{row['recovery']:.2f}"),
+            *(f"{row['acked']:,}", f"{row['unavailable']:,}", f"{row['transport']:,}"),
+            str(row["internal"]),
         )
+        for row in drill.results
+    ]
+    lines = [report.table(headers, rows, right=range(1, len(headers)))]
     worst = max(drill.staleness) if drill.staleness else float("nan")
     lines += [
         "",
