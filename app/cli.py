@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from app import db
+from app.net import is_local_host
 from app.settings import Settings, SettingsError
 
 
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return _check(settings)
-        if settings.open_mode and not _is_loopback(args.host):
+        if settings.open_mode and not is_local_host(args.host):
             raise SettingsError(
                 f"refusing --host {args.host}: without AUTH_JWT_SECRET the gateway runs open "
                 "and listens on loopback only (127.0.0.1, ::1, localhost)"
@@ -146,12 +146,3 @@ def _worker_count(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
     return int(value)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -20,7 +20,7 @@ from app import db
 from app.errors import Unauthenticated
 from app.jobs.broker import Broker
 from app.jobs.events import BroadcastUnavailable, JobEvents
-from app.middleware import is_loopback
+from app.net import is_loopback
 from app.outages import reason
 from app.settings import Settings
 

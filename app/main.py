@@ -27,6 +27,7 @@ from app.jobs.events import CLOSE_TIMEOUT, JobEvents
 from app.jobs.service import StoredStates
 from app.memory import IdleCollection, ReceivedBytesCollection
 from app.middleware import BodyLimit, LoopbackOnly
+from app.responses import error_response
 from app.settings import Settings, SettingsError
 from app.shutdown import drain_before_exit
 from app.wslimit import WebSocketLimit
@@ -112,7 +113,7 @@ def create_app(settings: Settings) -> Starlette:
             request.scope["path"],
             request_id,
         )
-        return rest.error_response(
+        return error_response(
             500, "INTERNAL_SERVER_ERROR", f"internal error (request id {request_id})"
         )
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -12,6 +10,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.graphql.errors import QUERY_TOO_COMPLEX
+from app.net import address, is_local_host, is_loopback
+from app.responses import error_body, error_response
 from app.settings import Settings
 
 # Every answer says its Content-Type is meant: a browser must not sniff a JSON
@@ -91,11 +91,11 @@ async def _refuse(
 ) -> None:
     """Answer before the route ran, in the shape of the API asked (GraphQL or REST);
     the connection is closed: the rest of the body is never read."""
-    content: dict[str, object]
+    content: object
     if scope["path"].startswith("/graphql"):
         content = {"errors": [{"message": message, "extensions": {"code": graphql_code}}]}
     else:
-        content = {"error": {"code": rest_code, "message": message}}
+        content = error_body(rest_code, message)
     response = JSONResponse(content, status_code=status, headers={"Connection": "close"})
     await response(scope, receive, send)
 
@@ -150,13 +150,13 @@ class LoopbackOnly:
         server = scope.get("server")
         # An in-process test client names a host rather than an address; a Unix
         # socket has none. Only a real listening address is checked.
-        if isinstance(server, (tuple, list)) and server and _address(str(server[0])):
+        if isinstance(server, (tuple, list)) and server and address(str(server[0])):
             if not is_loopback(str(server[0])):
                 return "request arrived on a non-loopback address"
             # A proxy on this machine connects from loopback; uvicorn puts the
             # client it names (X-Forwarded-For) here.
             client = scope.get("client")
-            if client and _address(str(client[0])) and not is_loopback(str(client[0])):
+            if client and address(str(client[0])) and not is_loopback(str(client[0])):
                 return f"request from {client[0]}, not from this machine (a proxy forwarded it)"
             host = _hostname("Host", headers.get("host", ""), "//")
             if not (is_loopback(host) or host in self.hosts):
@@ -164,7 +164,7 @@ class LoopbackOnly:
         origin = headers.get("origin")
         if origin is not None and not {"*", origin.rstrip("/")} & self.origins:
             hostname = _hostname("Origin", origin)
-            if not (is_loopback(hostname) or hostname == "localhost"):
+            if not is_local_host(hostname):
                 return f"cross-origin request from {origin!r} (CORS_ORIGINS can allow it)"
         return None
 
@@ -192,23 +192,5 @@ async def _deny(
             return
         # uvicorn adds its configured headers to HTTP answers, not to this one.
         headers = dict(RESPONSE_HEADERS)
-    response = JSONResponse({"error": {"code": code, "message": message}}, status, headers)
+    response = error_response(status, code, message, headers)
     await response(scope, receive, send)
-
-
-# Every request names the same few addresses and hosts; parsing one costs ~10 µs.
-@lru_cache(maxsize=256)
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return None
-
-
-def is_loopback(host: str) -> bool:
-    address = _address(host)
-    if address is None:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback

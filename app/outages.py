@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs; only its error classes are used
 
 from app.errors import Unavailable
+from app.logs import Throttle
 
 logger = logging.getLogger("app.outages")
 
@@ -47,7 +47,7 @@ _SQLITE_OUTAGES = frozenset(
 # Seconds between two log lines about the same kind of outage (every failed request
 # during an outage would otherwise log one).
 LOG_EVERY = 10.0
-_last_logged: dict[str, float] = {}
+_by_kind = Throttle(LOG_EVERY)
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -90,10 +90,7 @@ def database_calls() -> Iterator[None]:
 
 
 def _log(exc: BaseException) -> None:
-    kind = type(exc).__name__
-    now = time.monotonic()
-    if now - _last_logged.get(kind, -LOG_EVERY) >= LOG_EVERY:
-        _last_logged[kind] = now
+    if _by_kind.ready(type(exc).__name__):
         logger.warning("database unavailable, answering UNAVAILABLE: %s", reason(exc))
 
 

@@ -23,6 +23,7 @@ from app.errors import (
 from app.jobs import model
 from app.jobs.model import Job, JobStatus, format_timestamp, parse_uuid
 from app.jobs.service import Jobs
+from app.responses import error_response
 
 REQUEST_KEYS = ("inputs", "profile", "video")
 PATCH_KEYS = ("progress", "status")
@@ -44,10 +45,6 @@ def job_response(job: Job, public_url: str) -> dict[str, Any]:
         "updated_at": format_timestamp(job.updated_at),
         "deleted_at": format_timestamp(job.deleted_at) if job.deleted_at else None,
     }
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
 async def app_error(request: Request, exc: Exception) -> Response:

@@ -11,10 +11,11 @@ cannot read an HTTP status refusing a handshake; they can read a close code.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.logs import Throttle
 
 logger = logging.getLogger("app")
 
@@ -35,7 +36,7 @@ class WebSocketLimit:
         self._on_idle = on_idle
         self._closed = 0
         self._refused = 0
-        self._warned_at = float("-inf")
+        self._warnings = Throttle(WARN_EVERY_SECONDS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -67,12 +68,11 @@ class WebSocketLimit:
 
     def _warn(self) -> None:
         self._refused += 1
-        now = time.monotonic()
-        if now - self._warned_at >= WARN_EVERY_SECONDS:
+        if self._warnings.ready():
             logger.warning(
                 "refused %d WebSocket connection(s): %d open, the most this process holds "
                 "(MAX_WEBSOCKET_CONNECTIONS)",
                 self._refused,
                 self.open,
             )
-            self._warned_at, self._refused = now, 0
+            self._refused = 0

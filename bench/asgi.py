@@ -44,6 +44,7 @@ from bench.scenarios import (
     prepare_database,
     scenarios,
 )
+from support.servers import pin
 
 OUT = Path(__file__).resolve().parent / "out"
 ASGIApp = Callable[[dict[str, Any], Any, Any], Coroutine[Any, Any, None]]
@@ -262,8 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.profile:
         names, args.rounds = [GATEWAY], 1
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(0, {0})  # threads started from now on share the core
+    pin({0})  # threads started from now on share the core
 
     with tempfile.TemporaryDirectory(prefix="bench-asgi-") as folder:
         database_url = f"sqlite:///{folder}/jobs.db"

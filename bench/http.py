@@ -48,6 +48,7 @@ from bench.scenarios import (
     prepare_database,
     scenarios,
 )
+from support import report
 from support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,10 +202,8 @@ def measure(
 
 
 def table(rows: list[Row]) -> str:
-    lines = [
-        "| request | server | req/s | p50 ms | p99 ms | vs best bare |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
+    headers = ("request", "server", "req/s", "p50 ms", "p99 ms", "vs best bare")
+    lines: list[tuple[str, ...]] = []
     best = {
         row.scenario.name: row.median("requests_per_second")
         for row in rows
@@ -218,11 +217,9 @@ def table(rows: list[Row]) -> str:
         server = row.server + (f" ({failures} failed)" if failures else "")
         title = row.scenario.title if row.scenario.name != previous else ""
         previous = row.scenario.name
-        lines.append(
-            f"| {title} | {server} | {rate:,.0f} | {row.median('p50_ms'):.2f} | "
-            f"{row.median('p99_ms'):.2f} | {ratio} |"
-        )
-    return "\n".join(lines)
+        p50, p99 = row.median("p50_ms"), row.median("p99_ms")
+        lines.append((title, server, f"{rate:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ratio))
+    return report.table(headers, lines, right={2, 3, 4, 5})
 
 
 def machine(rounds: int, duration: float, connections: int, load_before: float) -> str:

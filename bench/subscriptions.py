@@ -64,7 +64,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bench.baselines import Reused, report_progress, routes
-from support.servers import free_port
+from support.report import table as markdown_table
+from support.servers import free_port, pin, rss_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CORE, CLIENT_CORE = 0, 1
@@ -158,10 +159,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        return rss_kib(self.process.pid)
 
     def cpu_seconds(self) -> float:
         """Time the server's event loop thread has run on a CPU (ns precision)."""
@@ -584,24 +582,25 @@ def table(results: list[Result]) -> str:
     yardsticks = [kind for kind in ("bare", "stored") if any(r.kind == kind for r in results)]
     by = {(r.kind, r.scenario, r.n, r.deflate): r for r in results}
     ratios = [f"{measure} vs {KINDS[kind]}" for measure in ("p99", "CPU") for kind in yardsticks]
-    lines = [
-        "| scenario | N | deflate | server | p50 ms | p99 ms | all have it, ms "
-        "| server CPU ms/update | KiB/subscription | "
-        + " | ".join([*ratios, "memory vs bare"])
-        + " |",
-        "|---|---:|---|---|" + "---:|" * (5 + len(ratios) + 1),
+    headers = [
+        *("scenario", "N", "deflate", "server", "p50 ms", "p99 ms", "all have it, ms"),
+        *("server CPU ms/update", "KiB/subscription", *ratios, "memory vs bare"),
     ]
+    lines: list[list[str]] = []
     for r in results:
         bases = [by[(kind, r.scenario, r.n, r.deflate)] for kind in yardsticks]
         cells = [f"{r.p99_ms / base.p99_ms:.2f}" for base in bases]
         cells += [f"{r.cpu_ms / base.cpu_ms:.2f}" for base in bases]
         cells.append(f"{r.kib_per_subscription / bases[0].kib_per_subscription:.2f}")
         lines.append(
-            f"| {r.scenario} | {r.n:,} | {'on' if r.deflate else 'off'} | {KINDS[r.kind]} | "
-            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.last_ms:.1f} | {r.cpu_ms:.1f} | "
-            f"{r.kib_per_subscription:.1f} | " + " | ".join(cells) + " |"
+            [
+                *(r.scenario, f"{r.n:,}", "on" if r.deflate else "off", KINDS[r.kind]),
+                *(f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.last_ms:.1f}", f"{r.cpu_ms:.1f}"),
+                *(f"{r.kib_per_subscription:.1f}", *cells),
+            ]
         )
-    return "\n".join(lines)
+    numbers = {1, *range(4, len(headers))}
+    return markdown_table(headers, lines, right=numbers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -628,8 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             f"{max(sizes):,} subscribers need more open files than this machine allows ({hard:,})"
         )
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > CLIENT_CORE:
-        os.sched_setaffinity(0, {CLIENT_CORE})
+    pin({CLIENT_CORE})
     modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.deflate]
     servers = [kind for kind in KINDS if kind in args.servers.split(",")]
     if "bare" not in servers:

@@ -44,6 +44,7 @@ if __package__ in (None, ""):  # run as `python drills/crash.py`
 
 import httpx2 as httpx
 
+from support import report
 from support.servers import Server, start_server
 
 PROFILE = "2876db3d-ed16-4cf2-af82-98a383009e3c"
@@ -396,13 +397,7 @@ def table(results: dict[str, Tally], kills: int) -> str:
                 str(len(tally.lost)),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    lines.insert(1, "-+-".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return report.table(rows[0], rows[1:], right={1, 2, 5, 6})
 
 
 def main() -> int:

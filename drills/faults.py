@@ -50,7 +50,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from drills.services import Gateway, Postgres, Redis, start_gateway
+from support import report
+from support.servers import Server, start_server
+from support.services import START_LIMIT, PostgresCluster, RedisServer
 
 PROFILE = "2876db3d-ed16-4cf2-af82-98a383009e3c"
 FIELDS = "id status progress updatedAt"
@@ -94,7 +96,7 @@ def key(state: dict[str, Any]) -> tuple[str, bool, int]:
 
 
 class Drill:
-    def __init__(self, args: argparse.Namespace, a: Gateway, b: Gateway, env: dict[str, str]):
+    def __init__(self, args: argparse.Namespace, a: Server, b: Server, env: dict[str, str]):
         self.args = args
         self.a, self.b, self.env = a, b, env
         self.tally = Tally()
@@ -282,12 +284,12 @@ class Drill:
 
     async def commit_kill(self) -> None:
         """A finish committed by a process that dies before publishing it."""
-        for _ in range(self.args.kills):
+        for kill in range(self.args.kills):
             c = await asyncio.to_thread(
-                start_gateway,
-                "c",
+                start_server,
                 {**self.env, "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH": "1"},
-                Path(self.args.folder),
+                Path(self.args.folder) / f"c{kill}.log",
+                timeout=START_LIMIT,
             )
             job_id = await self.create()
             watching = [Follower(job_id) for _ in range(5)]
@@ -347,7 +349,7 @@ class Drill:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(self.args.settle)
 
-    async def run(self, redis: Redis, postgres: Postgres) -> None:
+    async def run(self, redis: RedisServer, postgres: PostgresCluster) -> None:
         self.redis, self.postgres = redis, postgres
         self.tasks: list[asyncio.Task[None]] = []
         args = self.args
@@ -355,7 +357,7 @@ class Drill:
         probe = Follower(await self.create())
         self.tasks.append(asyncio.create_task(self.follow(probe)))
         await self.warm_up()
-        self.rss_start = self.b.rss()
+        self.rss_start = self.b.total_rss_kib() * 1024
         for index in range(args.subscribers):
             follower = Follower(self.jobs[index % len(self.jobs)])
             self.followers.append(follower)
@@ -395,7 +397,7 @@ class Drill:
                 }
             )
             print(f"  {name}: recovered in {recovery:.2f}s", flush=True)
-        self.rss_peak = self.b.rss()
+        self.rss_peak = self.b.total_rss_kib() * 1024
         self.writing.clear()
         await asyncio.gather(*writers)
         # No acknowledged write lost: each job stores at least what was acknowledged.
@@ -407,7 +409,7 @@ class Drill:
         await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 60)
         await self.check([probe, *self.followers])
         await asyncio.sleep(args.settle)
-        self.rss_end = self.b.rss()
+        self.rss_end = self.b.total_rss_kib() * 1024
 
     async def check(self, followers: list[Follower]) -> None:
         stored = {job_id: await self.stored(job_id) for job_id in {f.job_id for f in followers}}
@@ -456,15 +458,19 @@ async def receive(ws: ClientConnection) -> dict[str, Any]:
 
 
 def table(drill: Drill) -> str:
-    lines = [
-        "| fault | lasted (s) | recovery (s) | writes acknowledged | UNAVAILABLE | transport errors | 500 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in drill.results:
-        lines.append(
-            f"| {row['fault']} | {row['seconds']:.1f} | {row['recovery']:.2f} | {row['acked']:,} "
-            f"| {row['unavailable']:,} | {row['transport']:,} | {row['internal']} |"
+    headers = (
+        *("fault", "lasted (s)", "recovery (s)", "writes acknowledged", "UNAVAILABLE"),
+        *("transport errors", "500"),
+    )
+    rows = [
+        (
+            *(row["fault"], f"{row['seconds']:.1f}", f"{row['recovery']:.2f}"),
+            *(f"{row['acked']:,}", f"{row['unavailable']:,}", f"{row['transport']:,}"),
+            str(row["internal"]),
         )
+        for row in drill.results
+    ]
+    lines = [report.table(headers, rows, right=range(1, len(headers)))]
     worst = max(drill.staleness) if drill.staleness else float("nan")
     lines += [
         "",
@@ -486,8 +492,14 @@ def table(drill: Drill) -> str:
 async def drill(args: argparse.Namespace) -> int:
     folder = Path(tempfile.mkdtemp(prefix="jobs-drill-"))
     args.folder = str(folder)
-    postgres, redis = Postgres(), Redis()
-    gateways: list[Gateway] = []
+    for service in (PostgresCluster, RedisServer):
+        problem = service.skip_reason()
+        if problem is not None:
+            print(f"cannot run: {problem}", file=sys.stderr)
+            return 2
+    # Room for three workers' and two processes' pools, and the drill's own clients.
+    postgres, redis = PostgresCluster(max_connections=100), RedisServer()
+    gateways: list[Server] = []
     try:
         print(f"starting PostgreSQL, Redis and the gateways (logs in {folder})", flush=True)
         await asyncio.to_thread(postgres.create)
@@ -499,9 +511,11 @@ async def drill(args: argparse.Namespace) -> int:
             # Behind one load balancer, every process gives out the same URLs.
             "PUBLIC_URL": "https://jobs.example.test",
         }
-        a = await asyncio.to_thread(start_gateway, "a", env, folder, ("--workers", "3"))
+        a = await asyncio.to_thread(
+            start_server, env, folder / "a.log", ("--workers", "3"), START_LIMIT
+        )
         gateways.append(a)
-        b = await asyncio.to_thread(start_gateway, "b", env, folder)
+        b = await asyncio.to_thread(start_server, env, folder / "b.log", (), START_LIMIT)
         gateways.append(b)
         run = Drill(args, a, b, env)
         await asyncio.wait_for(run.run(redis, postgres), args.limit)
@@ -524,7 +538,7 @@ async def drill(args: argparse.Namespace) -> int:
         return 0 if not run.problems else 1
     finally:
         for gateway in gateways:
-            gateway.stop()
+            gateway.stop(timeout=30)
         redis.stop()
         postgres.remove()
 

@@ -58,7 +58,7 @@ import httpx2 as httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.jobs.events import IDLE_DELAY
-from support.servers import Server, start_server
+from support.servers import Server, rss_kib, start_server
 
 PROFILE = "2876db3d-ed16-4cf2-af82-98a383009e3c"
 FIELDS = "id statusCode progress video updatedAt deletedAt"
@@ -159,13 +159,6 @@ class Result:
             and self.memory_back
             and self.tasks_end <= self.tasks_baseline
         )
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 class Gateway:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -33,6 +34,16 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS line")
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (uvicorn's workers, with `--workers N`)."""
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except OSError:
+        return []
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -53,6 +64,19 @@ class Server:
         """Resident memory of the server (uvicorn serves in this process with one worker)."""
         return rss_kib(self.process.pid)
 
+    def workers(self) -> list[int]:
+        """The worker processes of a `--workers N` server (none with one worker)."""
+        # uvicorn's multiprocessing also starts a resource tracker: workers run `app`.
+        return [pid for pid in children(self.process.pid) if _is_worker(pid)]
+
+    def total_rss_kib(self) -> int:
+        """Resident memory of the server and its workers; one that just exited counts 0."""
+        total = 0
+        for pid in (self.process.pid, *self.workers()):
+            with contextlib.suppress(OSError, RuntimeError):
+                total += rss_kib(pid)
+        return total
+
     @property
     def ws_url(self) -> str:
         return "ws" + self.url.removeprefix("http") + "/graphql"
@@ -65,6 +89,13 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def start_server(

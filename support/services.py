@@ -19,7 +19,7 @@ from pathlib import Path
 from support.servers import free_port
 
 # Seconds a server may take to start or stop on a busy machine.
-START_LIMIT = 60.0
+START_LIMIT = 120.0
 
 
 class RedisServer:
@@ -90,8 +90,9 @@ class PostgresCluster:
     `postgres` user, which then owns the folder.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = 50) -> None:
         self.port = free_port()
+        self.max_connections = max_connections
         self.bin = _postgres_bin()
         self.folder = Path(tempfile.mkdtemp(prefix="jobs-pg-"))
         self.data = self.folder / "data"
@@ -139,7 +140,7 @@ class PostgresCluster:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=50"
+            f"-c max_connections={self.max_connections}"
         )
         self._run(
             "pg_ctl",

@@ -10,11 +10,10 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from support.servers import Server, start_server
+from support.servers import Server, rss_kib, start_server
 from tests.jobs_data import request_object
 
 HEAD_TIMEOUT = 1
@@ -67,10 +66,7 @@ def answer(raw: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    return rss_kib(pid) / 1024
 
 
 def test_a_head_over_the_limit_is_431(server: Server) -> None:

@@ -26,7 +26,8 @@ from starlette.routing import WebSocketRoute
 from strawberry.schema import schema as strawberry_schema
 
 from app.graphql.ws import Fanout
-from app.jobs import events
+from app.jobs import catchup
+from app.jobs.mailbox import MAILBOX_LIMIT
 from app.main import create_app
 from app.settings import Settings
 from support.servers import free_port
@@ -242,7 +243,7 @@ async def test_a_subscriber_that_stops_reading_is_told_it_fell_behind_and_the_ot
         assert seen[-2:] == interrupted(protocol, op, FELL_BEHIND)
         jobs = [message["payload"]["data"]["jobUpdates"] for message in seen[:-2]]
         # (The first job was read before it stopped.)
-        assert 1 < len(jobs) < len(created) - events.MAILBOX_LIMIT
+        assert 1 < len(jobs) < len(created) - MAILBOX_LIMIT
         assert jobs == created[1 : 1 + len(jobs)]
 
 
@@ -251,10 +252,10 @@ async def test_a_broker_outage_too_long_to_catch_up_ends_fanned_out_subscription
     gateway: InProcess,
 ) -> None:
     since = datetime.now(UTC)
-    for _ in range(events.CATCH_UP_LIMIT + 1):
+    for _ in range(catchup.CATCH_UP_LIMIT + 1):
         await gateway.jobs.create()
     why = (
-        f"more than {events.CATCH_UP_LIMIT} jobs changed while the event broker was "
+        f"more than {catchup.CATCH_UP_LIMIT} jobs changed while the event broker was "
         "unreachable; subscribe again (and reload what it showed)"
     )
     with anyio.fail_after(LIMIT):

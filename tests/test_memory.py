@@ -28,10 +28,7 @@ BIG = 1_000_000  # characters in the literal; MAX_BODY_BYTES is 1 MiB
 
 
 def rss_mib(server: Server) -> float:
-    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/PID/status")
+    return server.rss_kib() / 1024
 
 
 def big_literal(number: int) -> str:

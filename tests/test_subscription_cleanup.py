@@ -23,6 +23,7 @@ import uvicorn
 from app.errors import SubscriptionInterrupted
 from app.jobs import events
 from app.jobs.events import JobEvents
+from app.jobs.mailbox import MAILBOX_LIMIT
 from app.jobs.model import Job, JobFilter, JobStatus
 from app.main import create_app
 from app.settings import Settings
@@ -157,7 +158,7 @@ async def test_a_subscriber_far_behind_on_a_job_gets_its_latest_state_not_a_back
     pending = []
     while (found := await mailbox.get()) is not None:
         pending.append(found.progress)
-    assert len(pending) <= events.MAILBOX_LIMIT
+    assert len(pending) <= MAILBOX_LIMIT
     assert pending[-1] == 99
     assert pending == sorted(pending)
 
@@ -166,7 +167,7 @@ async def test_an_updates_subscriber_behind_on_too_many_jobs_is_told_to_subscrib
     hub = JobEvents("memory://")
     mailbox = hub.watch("t", JobFilter())
     stream = hub.stream(mailbox)
-    for n in range(events.MAILBOX_LIMIT + 1):
+    for n in range(MAILBOX_LIMIT + 1):
         mailbox.put(state(n))
     with pytest.raises(SubscriptionInterrupted, match="fell more than"):
         await stream.__anext__()

@@ -10,7 +10,7 @@ import strawberry
 
 from app.graphql.context import Info
 from app.graphql.types import Job, JobFilter
-from app.jobs.events import JobStream
+from app.jobs.mailbox import JobStream
 
 
 def frozen(value: Any) -> Hashable:

@@ -33,6 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.errors import Unavailable
+from app.logs import Throttle
 from app.outages import reason
 
 logger = logging.getLogger("app.events")
@@ -158,7 +159,7 @@ class Broker:
         # Why the last catch-up failed, while it has yet to succeed (/readyz says so).
         self.catch_up_problem: str | None = None
         self.reconnects = 0
-        self._last_logged = -LOG_EVERY
+        self._still_down = Throttle(LOG_EVERY)
 
     @property
     def is_memory(self) -> bool:
@@ -310,9 +311,7 @@ class Broker:
         )
 
     def _log_still_down(self) -> None:
-        now = time.monotonic()
-        if now - self._last_logged >= LOG_EVERY:
-            self._last_logged = now
+        if self._still_down.ready():
             logger.warning("broadcast broker still unreachable: %s", self.problem)
 
     # -- messages --------------------------------------------------------------

@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Collection
 from typing import Protocol
 
 from app.errors import Unavailable
 from app.jobs.model import Job, JobChange
+from app.logs import Throttle
 from app.outages import reason
 
 logger = logging.getLogger("app.events")
@@ -84,7 +84,7 @@ class ChangeFeed:
         # Changes not passed on at the last poll: passed on at this one if still not.
         self._suspects: dict[uuid.UUID, JobChange] = {}
         self._task: asyncio.Task[None] | None = None
-        self._last_logged = -LOG_EVERY
+        self._failing = Throttle(LOG_EVERY)
         # Why the last poll failed, until one succeeds (/readyz says so).
         self.problem: str | None = None
         # Changes it passed on itself (the broker's event never came): for operators.
@@ -114,10 +114,8 @@ class ChangeFeed:
 
     def _failed(self, exc: Exception) -> None:
         self.problem = f"cannot read the change feed, retrying: {reason(exc)}"
-        now = time.monotonic()
-        if now - self._last_logged < LOG_EVERY:
+        if not self._failing.ready():
             return
-        self._last_logged = now
         if isinstance(exc, Unavailable):
             logger.warning("%s", self.problem)
         else:

@@ -27,45 +27,33 @@ import contextlib
 import json
 import logging
 import os
-import time
 import uuid
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Collection
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
-from app.errors import SubscriptionInterrupted
 from app.jobs.broker import BROKER_TIMEOUT, BroadcastUnavailable, Broker
-from app.jobs.buffers import BACKLOG_LIMIT, Backlog
+from app.jobs.catchup import CurrentStates, catch_up_subscribers
 from app.jobs.changes import ChangeFeed
-from app.jobs.model import Job, JobChange, JobFilter, JobStatus
+from app.jobs.mailbox import JobStream, Listener, Mailbox
+from app.jobs.model import Job, JobChange, JobFilter
+from app.jobs.wire import decode, encode
+from app.logs import Throttle
+from app.lru import LRU
 
+# Mailbox, JobStream and Listener live in app.jobs.mailbox; named here too, where
+# subscriptions are opened.
 __all__ = ["BroadcastUnavailable", "JobEvents", "JobStream", "Listener", "Mailbox"]
 
 logger = logging.getLogger("app.events")
 
-# States a subscriber may have pending before its mailbox keeps only each job's latest;
-# past this many different jobs it is told it fell behind (app/jobs/buffers.py).
-MAILBOX_LIMIT = BACKLOG_LIMIT
 # Jobs whose last dispatched state the listener remembers, to drop late duplicates.
 RECENT_JOBS = 10_000
-# Why a `jobUpdates` subscription behind on more than MAILBOX_LIMIT jobs ends.
-FELL_BEHIND = (
-    f"this subscription fell more than {MAILBOX_LIMIT} jobs behind; "
-    "subscribe again (and reload what it showed)"
-)
 # Seconds open subscriptions get to end when the process stops.
 CLOSE_TIMEOUT = 5.0
 # Changed jobs whose publishing waits for the broker to come back; beyond this the
 # oldest are dropped (their subscribers elsewhere still catch up from the database).
 UNPUBLISHED_LIMIT = 100_000
-# After a broker outage, jobs changed this long before the last moment it was known
-# to deliver are re-read too: other processes' clocks (updated_at) may be behind ours.
-CATCH_UP_MARGIN = timedelta(seconds=30)
-# Most changed jobs one tenant's `jobUpdates` subscribers are caught up with; past
-# that they are told to subscribe again (and reload), as when they fall behind.
-CATCH_UP_LIMIT = 500
 # How a process told to exit before publishing (a test hook) exits.
 EXIT_BEFORE_PUBLISH = 70
 # Seconds between two log lines about changes left unpublished.
@@ -73,208 +61,6 @@ LOG_EVERY = 10.0
 # Seconds after the last subscription ends before `on_idle` is told (if none has begun
 # since): the last clients' connections finish closing meanwhile.
 IDLE_DELAY = 1.0
-
-
-class CurrentStates(Protocol):
-    """Where JobEvents reads jobs' current states (any tenant) to catch up after an outage."""
-
-    async def by_id(self, job_ids: Collection[uuid.UUID]) -> list[Job]: ...
-
-    async def changed_since(self, tenant: str, since: datetime, limit: int) -> list[Job]:
-        """The tenant's jobs (deleted ones too) updated at or after `since`, oldest first."""
-        ...
-
-    # The change feed's (app.jobs.changes.ChangeSource).
-    async def last_change(self) -> int: ...
-
-    async def changes_after(self, after: int, limit: int) -> list[JobChange]: ...
-
-    @property
-    def commits_out_of_order(self) -> bool:
-        """Whether changes may commit in another order than they are numbered."""
-        ...
-
-
-# A job at its largest (100 inputs, a 200-character tenant) encodes to about 4.6 KB,
-# under PostgreSQL's 8,000-byte NOTIFY limit. Carrying the whole job spares every
-# process a database read per event.
-def encode(job: Job) -> str:
-    return json.dumps(
-        {
-            "id": str(job.id),
-            "tenant": job.tenant,
-            "status": int(job.status),
-            "progress": job.progress,
-            "profile": str(job.profile),
-            "video": str(job.video),
-            "inputs": [str(value) for value in job.inputs],
-            "created_at": job.created_at.isoformat(),
-            "updated_at": job.updated_at.isoformat(),
-            "deleted_at": job.deleted_at.isoformat() if job.deleted_at else None,
-            "seq": job.seq,
-        },
-        separators=(",", ":"),
-    )
-
-
-def decode(fields: dict[str, Any]) -> Job:
-    deleted_at = fields["deleted_at"]
-    return Job(
-        id=uuid.UUID(fields["id"]),
-        tenant=fields["tenant"],
-        status=JobStatus(fields["status"]),
-        progress=int(fields["progress"]),
-        profile=uuid.UUID(fields["profile"]),
-        video=uuid.UUID(fields["video"]),
-        inputs=tuple(uuid.UUID(value) for value in fields["inputs"]),
-        created_at=datetime.fromisoformat(fields["created_at"]),
-        updated_at=datetime.fromisoformat(fields["updated_at"]),
-        deleted_at=datetime.fromisoformat(deleted_at) if deleted_at else None,
-        seq=int(fields["seq"]),
-    )
-
-
-class Listener(Protocol):
-    """What the listener hands changes to: a `Mailbox`, or anything that takes them at
-    once without waiting (app.graphql.ws serves many subscribers so).
-
-    One job's changes (`job_id` set), or the tenant's changes its `job_filter` is
-    concerned with (`jobUpdates`: `job_id` None), checked once per listener.
-    """
-
-    tenant: str
-    job_id: uuid.UUID | None
-    job_filter: JobFilter | None
-
-    @property
-    def size(self) -> int:
-        """The subscriptions it serves."""
-        ...
-
-    @property
-    def served(self) -> int:
-        """The subscriptions it has served in all (ended ones too)."""
-        ...
-
-    def put(self, job: Job) -> None: ...
-
-    def close(self) -> None:
-        """End its subscriptions (clients get `complete`); each is released once ended."""
-        ...
-
-    def interrupt(self, why: str) -> None:
-        """Changes were missed that cannot be caught up with: end its subscriptions with
-        an error saying why (`SubscriptionInterrupted`)."""
-        ...
-
-
-class Mailbox:
-    """One subscriber's pending job states. The listener puts, never waits."""
-
-    size = served = 1
-
-    __slots__ = (
-        "_pending",
-        "_waiter",
-        "closed",
-        "interruption",
-        "job_filter",
-        "job_id",
-        "overflowed",
-        "tenant",
-    )
-
-    def __init__(
-        self, tenant: str, job_id: uuid.UUID | None = None, job_filter: JobFilter | None = None
-    ) -> None:
-        self.tenant = tenant
-        self.job_id = job_id
-        self.job_filter = job_filter
-        # Every state while few wait; past MAILBOX_LIMIT, each job's latest.
-        self._pending: Backlog[Job] = Backlog(MAILBOX_LIMIT, keep_all=MAILBOX_LIMIT)
-        self._waiter: asyncio.Future[None] | None = None
-        self.closed = False
-        self.overflowed = False
-        # Why the subscription ends with an error, once `overflowed`.
-        self.interruption = ""
-
-    def put(self, job: Job) -> None:
-        if not self._pending.put(job.id, job) and not self.overflowed:
-            self.interrupt(FELL_BEHIND)
-        self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def interrupt(self, why: str) -> None:
-        """Changes were missed that cannot be caught up with: end with an error saying why."""
-        self._pending.overflow()
-        self.overflowed = True
-        self.interruption = why
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def get(self) -> Job | None:
-        """The next pending state; None once closed or overflowed and drained."""
-        while not self._pending:
-            if self.closed or self.overflowed:
-                return None
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._pending.pop()
-
-
-class JobStream:
-    """The states one subscription sends, in order; strawberry iterates it.
-
-    Following one job (`jobProgress`), it starts with the snapshot, skips states
-    the snapshot already shows, and ends after the job has finished. A stream that
-    is dropped without being closed still gives its mailbox back (a finalizer).
-    """
-
-    def __init__(self, events: JobEvents, mailbox: Mailbox, snapshot: Job | None = None) -> None:
-        self._mailbox = mailbox
-        self._first = snapshot
-        self._last = snapshot.order_key if snapshot is not None else None
-        self._following = snapshot is not None
-        self._done = False
-        self._release = weakref.finalize(self, events._unwatch, mailbox)
-
-    def __aiter__(self) -> JobStream:
-        return self
-
-    async def __anext__(self) -> Job:
-        if self._done:
-            raise StopAsyncIteration
-        job = self._first
-        self._first = None
-        while job is None:
-            job = await self._mailbox.get()
-            if job is None:
-                await self.aclose()
-                if self._mailbox.overflowed:
-                    raise SubscriptionInterrupted(self._mailbox.interruption)
-                raise StopAsyncIteration
-            if self._last is not None:
-                key = job.order_key
-                if key <= self._last:
-                    job = None  # the snapshot (or an earlier event) already showed it
-                else:
-                    self._last = key
-        if self._following and job.is_finished:
-            await self.aclose()
-        return job
-
-    async def aclose(self) -> None:
-        self._done = True
-        self._release()
 
 
 class JobEvents:
@@ -307,10 +93,10 @@ class JobEvents:
             )
         self._by_job: dict[uuid.UUID, set[Listener]] = {}
         self._by_tenant: dict[str, set[Listener]] = {}
-        self._recent: OrderedDict[uuid.UUID, tuple[datetime, bool, bool, int]] = OrderedDict()
+        self._recent: LRU[uuid.UUID, tuple[datetime, bool, bool, int]] = LRU(RECENT_JOBS)
         # Jobs changed while the broker was away, to publish once it is back.
-        self._unpublished: OrderedDict[uuid.UUID, None] = OrderedDict()
-        self._last_logged = -LOG_EVERY
+        self._unpublished: LRU[uuid.UUID, None] = LRU(UNPUBLISHED_LIMIT)
+        self._waiting = Throttle(LOG_EVERY)
         self._closing = False
         # Set once closing and the last subscription has given its mailbox back.
         self._all_released = asyncio.Event()
@@ -392,18 +178,13 @@ class JobEvents:
         try:
             await self._broker.publish(encode(job))
         except BroadcastUnavailable as exc:
-            self._unpublished[job.id] = None
-            self._unpublished.move_to_end(job.id)
-            if len(self._unpublished) > UNPUBLISHED_LIMIT:
-                self._unpublished.popitem(last=False)
+            self._unpublished.put(job.id, None)
             self._log_unpublished(exc)
             # Subscribers here need not wait for the broker.
             self._dispatch(job)
 
     def _log_unpublished(self, exc: BroadcastUnavailable) -> None:
-        now = time.monotonic()
-        if now - self._last_logged >= LOG_EVERY:
-            self._last_logged = now
+        if self._waiting.ready():
             logger.warning(
                 "%d changed job(s) wait for the broker to be published: %s",
                 len(self._unpublished),
@@ -419,26 +200,9 @@ class JobEvents:
                 await self._broker.publish(encode(job))
             for job_id in pending:
                 self._unpublished.pop(job_id, None)
-        # Events this process missed: for each job followed here, its current state
-        # (dispatch drops states already passed on)...
-        followed = list(self._by_job)
-        if followed:
-            for job in await self._states.by_id(followed):
-                self._dispatch(job)
-        # ...and for `jobUpdates`, every job of the tenant changed meanwhile.
-        for tenant in list(self._by_tenant):
-            changed = await self._states.changed_since(
-                tenant, since - CATCH_UP_MARGIN, CATCH_UP_LIMIT + 1
-            )
-            if len(changed) > CATCH_UP_LIMIT:
-                for listener in list(self._by_tenant.get(tenant, ())):
-                    listener.interrupt(
-                        f"more than {CATCH_UP_LIMIT} jobs changed while the event broker "
-                        "was unreachable; subscribe again (and reload what it showed)"
-                    )
-                continue
-            for job in changed:
-                self._dispatch(job)
+        await catch_up_subscribers(
+            self._states, since, self._by_job, self._by_tenant, self._dispatch
+        )
 
     # -- subscribing -----------------------------------------------------------
 
@@ -464,7 +228,7 @@ class JobEvents:
             self._watch(self._by_tenant.setdefault(listener.tenant, set()), listener)
 
     def stream(self, mailbox: Mailbox, snapshot: Job | None = None) -> JobStream:
-        return JobStream(self, mailbox, snapshot)
+        return JobStream(self._unwatch, mailbox, snapshot)
 
     def release(self, mailbox: Listener) -> None:
         self._unwatch(mailbox)
@@ -532,10 +296,7 @@ class JobEvents:
         last = self._recent.get(job.id)
         if last is not None and key <= last:
             return
-        self._recent[job.id] = key
-        self._recent.move_to_end(job.id)
-        if len(self._recent) > RECENT_JOBS:
-            self._recent.popitem(last=False)
+        self._recent.put(job.id, key)
 
         # (Copies: a listener that ends its last subscription here gives itself back.)
         for listener in tuple(self._by_job.get(job.id, ())):

@@ -69,7 +69,7 @@ class Job:
         )
 
 
-# Where a state stands in its job's history (app.jobs.events.order_key).
+# Where a state stands in its job's history (app.jobs.events).
 OrderKey = tuple[datetime, bool, bool, int]
 
 

@@ -21,7 +21,8 @@ from app.auth import ALL_SCOPES, READ, REPORT, WRITE, Caller
 from app.errors import Forbidden, JobNotFound
 from app.jobs import store
 from app.jobs.cursors import CursorCodec
-from app.jobs.events import JobEvents, JobStream
+from app.jobs.events import JobEvents
+from app.jobs.mailbox import JobStream
 from app.jobs.model import Job, JobChange, JobFilter, JobStatus, NewJob, Page
 from app.outages import database_calls
 
@@ -120,7 +121,7 @@ class Jobs:
 @dataclass(frozen=True, slots=True)
 class StoredStates:
     """Jobs' current states, any tenant's, for `JobEvents` to catch subscribers up
-    after a broker outage (`app.jobs.events.CurrentStates`)."""
+    after a broker outage (`app.jobs.catchup.CurrentStates`)."""
 
     database: Database
 

@@ -25,7 +25,8 @@ from app.graphql.ws.groups import Fanout, Group, Subscriber
 from app.graphql.ws.outbox import Outbox
 from app.graphql.ws.plan import Plan
 from app.jobs import model
-from app.jobs.events import FELL_BEHIND, JobEvents
+from app.jobs.events import JobEvents
+from app.jobs.mailbox import FELL_BEHIND
 
 
 class FastPath:

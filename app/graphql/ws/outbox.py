@@ -14,7 +14,7 @@ from contextlib import suppress
 from typing import Any
 
 from app.jobs.buffers import Backlog
-from app.jobs.events import MAILBOX_LIMIT
+from app.jobs.mailbox import MAILBOX_LIMIT
 
 
 class Outbox:

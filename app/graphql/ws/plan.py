@@ -12,7 +12,6 @@ validation entry point with our rules), so its rules apply here too.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Collection
 
 import strawberry
@@ -34,6 +33,7 @@ from graphql.validation import ASTValidationRule
 from app.graphql.caches import cacheable
 from app.graphql.errors import QUERY_TOO_COMPLEX, assign_code
 from app.graphql.limits import Limits, too_long, validate_within_limits
+from app.lru import LRU, MISSING
 
 # Query texts whose plan (or refusal) is remembered; small ones only
 # (`app.graphql.caches.cacheable`): a plan keeps its parsed document. As many as
@@ -83,7 +83,7 @@ class Plans:
         self._rules = (*specified_rules, *rules)
         self._max_tokens = max_tokens
         self._max_length = max_length
-        self._plans: OrderedDict[tuple[str, str | None], Plan | GraphQLError | None] = OrderedDict()
+        self._plans: LRU[tuple[str, str | None], Plan | GraphQLError | None] = LRU(PLANS_KEPT)
 
     def get(self, query: object, operation_name: object) -> Plan | GraphQLError | None:
         """The plan for the document; None to leave it to strawberry; or the error of
@@ -96,12 +96,10 @@ class Plans:
         if not cacheable(query):  # planned for this subscription only
             return self._make(query, operation_name)
         key = (query, operation_name)
-        if key in self._plans:
-            self._plans.move_to_end(key)
-            return self._plans[key]
-        plan = self._plans[key] = self._make(query, operation_name)
-        if len(self._plans) > PLANS_KEPT:
-            self._plans.popitem(last=False)
+        plan = self._plans.use(key, MISSING)
+        if plan is MISSING:
+            plan = self._make(query, operation_name)
+            self._plans.put(key, plan)
         return plan
 
     def _make(self, query: str, operation_name: str | None) -> Plan | GraphQLError | None:
