@@ -1,4 +1,4 @@
-"""app.database: `databases` with pooled SQLite connections and compiled statements kept.
+"""app.db.sqlite, app.db.postgres: `databases` with pooled SQLite connections and compiled statements kept.
 
 What must not change for the store: every call binds its own values to a statement
 compiled once, each task keeps its own connection and transaction, and a burst of
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from app import db
-from app.database import SQLITE_POOL_SIZE
+from app.db.sqlite import SQLITE_POOL_SIZE
 from app.jobs import store
 from app.jobs.model import JobFilter, JobStatus, NewJob, new_job
 
