@@ -34,7 +34,6 @@ from enum import EnumMeta
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
-from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID  # type: ignore[import-untyped]
 from graphql import (
     GraphQLBoolean,
     GraphQLEnumType,
@@ -435,7 +434,8 @@ def _enum_names(type_: Any) -> tuple[type, dict[Any, str]] | None:
     return wrapped, names
 
 
-# UUIDs as Python and as asyncpg (PostgreSQL) build them.
-_UUID_CLASSES = frozenset({uuid.UUID, AsyncpgUUID})
+# UUIDs as the store hands them over (it turns a driver's own UUID class into Python's);
+# any other class goes graphql-core's way, with the same answer.
+_UUID_CLASSES = frozenset({uuid.UUID})
 # Values that are never awaitable, an exception or Undefined: no need to ask.
 _PLAIN_VALUES = frozenset({str, int, float, bool, datetime, date, *_UUID_CLASSES})
