@@ -86,7 +86,7 @@ def _item(index: int, **changes: Any) -> Item:
         "strict": [index, index + 1],
         "color": Color.RED if index % 2 else Color.BLUE,
         "when": datetime(2016, 3, 3, 13, 36, index, 12751, tzinfo=UTC),
-        # A UUID of a class of its own (as a driver might build) goes graphql-core's way.
+        # A UUID of a class of its own, as a driver may build (asyncpg does).
         "ident": uuid.UUID(int=index) if index % 2 else OtherUUID(int=index),
     }
     values.update(changes)
@@ -229,8 +229,8 @@ async def test_an_execution_is_freed_when_it_ends_not_by_the_collector() -> None
 
 
 def test_the_graphql_layer_imports_no_database_driver() -> None:
-    # The store hands over Python's own values (UUIDs included): a driver change or a
-    # new engine stays in app/db and app/jobs/store.py.
+    # The store hands over Python's own types (a driver's UUID is a uuid.UUID): a driver
+    # change or a new engine stays in app/db and app/jobs/store.py.
     drivers = {"asyncpg", "aiosqlite", "sqlite3", "psycopg", "psycopg2"}
     graphql = Path(__file__).resolve().parent.parent / "app" / "graphql"
     found = []

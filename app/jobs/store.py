@@ -31,16 +31,16 @@ from app.jobs.model import (
 
 def _job(row: Mapping[str, Any]) -> Job:
     return Job(
-        id=_uuid(row["id"]),
+        id=row["id"],
         tenant=row["tenant"],
         status=JobStatus(row["status"]),
         progress=row["progress"],
-        profile=_uuid(row["profile"]),
-        video=_uuid(row["video"]),
+        profile=row["profile"],
+        video=row["video"],
         # uuid[] on PostgreSQL arrives as UUIDs, SQLite's JSON array as strings. (On
         # PostgreSQL, `row._mapping` is asyncpg's raw record: no SQLAlchemy result
         # processing, so a column type needing it would arrive unconverted.)
-        inputs=tuple([_uuid(value) for value in row["inputs"]]),
+        inputs=tuple(_as_uuid(value) for value in row["inputs"]),
         created_at=_utc(row["created_at"]),
         updated_at=_utc(row["updated_at"]),
         deleted_at=_utc(row["deleted_at"]) if row["deleted_at"] is not None else None,
@@ -48,18 +48,8 @@ def _job(row: Mapping[str, Any]) -> Job:
     )
 
 
-def _uuid(value: uuid.UUID | str) -> uuid.UUID:
-    """Python's own `uuid.UUID`, whichever way the driver handed the value over.
-
-    asyncpg (PostgreSQL) builds UUIDs of its own subclass: turned into Python's here, so
-    nothing past the store (GraphQL, REST, events) meets or needs to know a driver's
-    types. ~0.8 µs a value; SQLite's columns already arrive as uuid.UUID.
-    """
-    if value.__class__ is uuid.UUID:
-        return value
-    if isinstance(value, uuid.UUID):
-        return uuid.UUID(int=value.int)
-    return uuid.UUID(value)
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 def _utc(value: datetime) -> datetime:
@@ -315,7 +305,7 @@ async def changes_after(db: Database, after: int, limit: int) -> list[JobChange]
     )
     return [
         JobChange(
-            id=_uuid(row["id"]),
+            id=row["id"] if isinstance(row["id"], uuid.UUID) else uuid.UUID(row["id"]),
             tenant=row["tenant"],
             seq=row["change_seq"],
             key=(
