@@ -25,7 +25,7 @@ import pytest
 from databases import Database
 from databases.backends import postgres
 
-from app.database import HELD_CONNECTION, PostgresBackend
+from app.db.postgres import HELD_CONNECTION, PostgresBackend
 from support.postgres import PostgresDatabases
 from support.servers import Server, start_server
 from tests.jobs_client import JobsClient
@@ -43,14 +43,14 @@ CUT_EVERY = 0.15
 def test_databases_still_keeps_the_held_connection_where_release_forgets_it(
     database_url: str,
 ) -> None:
-    # A databases release that renames it would make app.database fall back to the
+    # A databases release that renames it would make app.db.postgres fall back to the
     # library's own release, whose bug this module's other tests catch: say so first.
     backend = PostgresBackend(database_url)
     connection = backend.connection()
     assert isinstance(connection, postgres.PostgresConnection)
     assert HELD_CONNECTION in vars(connection), (
         f"databases' PostgresConnection no longer has {HELD_CONNECTION!r}: "
-        "update app.database.HELD_CONNECTION"
+        "update app.db.postgres.HELD_CONNECTION"
     )
     assert "_pool" in vars(backend), "databases' PostgresBackend no longer has `_pool`"
 

@@ -156,3 +156,26 @@ async def test_concurrent_updates_through_one_pool_never_go_backwards(database: 
     assert final is not None
     assert final.progress == max(accepted) == 99
     assert 99 in accepted
+
+
+async def test_every_uuid_comes_back_as_a_uuid(database: Database) -> None:
+    # What GraphQL and REST rely on, on each engine: a uuid.UUID (asyncpg's own class is
+    # a subclass), never the string SQLite's JSON array holds.
+    first = await store.create_job(database, TENANT, a_new_job(inputs=3))
+    second = await store.create_job(database, TENANT, a_new_job(inputs=2))
+    jobs = [
+        first,
+        await store.get_job(database, TENANT, first.id),
+        *(await store.list_jobs(database, TENANT, JobFilter(), 10)).jobs,
+        await store.update_progress(database, TENANT, first.id, 10),
+        await store.delete_job(database, TENANT, second.id),
+        *await store.jobs_by_id(database, [first.id, second.id]),
+        *await store.changed_since(database, TENANT, first.created_at, 10),
+    ]
+    for job in jobs:
+        assert job is not None
+        values = [job.id, job.profile, job.video, *job.inputs]
+        assert all(isinstance(value, uuid.UUID) for value in values), job
+    changes = await store.changes_after(database, 0, 10)
+    assert {change.id for change in changes} == {first.id, second.id}
+    assert all(isinstance(change.id, uuid.UUID) for change in changes)

@@ -15,7 +15,6 @@ from datetime import date, datetime
 from enum import EnumMeta
 from typing import Any, cast
 
-from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID  # type: ignore[import-untyped]
 from graphql import (
     GraphQLBoolean,
     GraphQLEnumType,
@@ -211,7 +210,9 @@ def _completion(
     if coerce is str:  # e.g. strawberry's and our UUID scalars
         return _Completion(
             complete_leaf,
-            lambda s, v: f"{v}.__class__ in {s.bind(_UUID_CLASSES)}",
+            # Any uuid.UUID: a driver may build a subclass of its own (asyncpg does),
+            # and str() is what the scalar does with it either way.
+            lambda s, v: f"{s.bind(isinstance)}({v}, {s.bind(uuid.UUID)})",
             lambda _, v: f"str({v})",
         )
     return _Completion(complete_leaf)
@@ -236,7 +237,5 @@ def _enum_names(type_: Any) -> tuple[type, dict[Any, str]] | None:
     return wrapped, names
 
 
-# UUIDs as Python and as asyncpg (PostgreSQL) build them.
-_UUID_CLASSES = frozenset({uuid.UUID, AsyncpgUUID})
 # Values that are never awaitable, an exception or Undefined: no need to ask.
-_PLAIN_VALUES = frozenset({str, int, float, bool, datetime, date, *_UUID_CLASSES})
+_PLAIN_VALUES = frozenset({str, int, float, bool, datetime, date, uuid.UUID})

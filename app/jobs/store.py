@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
-from app.db import NEXT_CHANGE, jobs
+from app.db.tables import NEXT_CHANGE, jobs
 from app.errors import InvalidTransition, JobNotFound
 from app.jobs.model import (
     Job,
@@ -72,7 +72,7 @@ def _filtered(
 
     Reads are lambda statements: SQLAlchemy builds each shape once and then only
     takes the new values from the lambdas' closures, ~4x cheaper than building the
-    statement on every call (app.database keeps the compiled SQL).
+    statement on every call (app/db/statements.py keeps the compiled SQL).
     """
     query += lambda q: q.where(jobs.c.tenant == tenant)
     if not job_filter.include_deleted:
@@ -258,7 +258,7 @@ async def jobs_by_id(db: Database, job_ids: Collection[uuid.UUID]) -> list[Job]:
     """Jobs by id, whatever their tenant: catching subscribers up after a broker outage
     (each event carries its tenant, and is only ever given to that tenant's subscribers)."""
     # One statement per id (a cached one) rather than an `IN` list: this runs once per
-    # outage, and app.database does not convert the values of an expanded `IN` list.
+    # outage, and an `IN` list is compiled afresh every time (app/db/statements.py).
     found: list[Job] = []
     for job_id in job_ids:
         row = await db.fetch_one(sa.select(*jobs.c).where(jobs.c.id == job_id))

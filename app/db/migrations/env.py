@@ -1,8 +1,8 @@
-"""Alembic environment: runs on the connection `app.db.migrate` hands over."""
+"""Alembic environment: runs on the connection `app.db.migrate.migrate` hands over."""
 
 from alembic import context
 
-from app.db import metadata
+from app.db.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

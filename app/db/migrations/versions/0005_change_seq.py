@@ -27,7 +27,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("CREATE SEQUENCE jobs_change_seq AS bigint")
         # A volatile default numbers every existing row as the column is added; new rows
-        # take theirs from it too, updates set it explicitly (app.db.NEXT_CHANGE).
+        # take theirs from it too, updates set it explicitly (app.db.tables.NEXT_CHANGE).
         op.execute(
             "ALTER TABLE jobs ADD COLUMN change_seq bigint NOT NULL "
             "DEFAULT nextval('jobs_change_seq')"

@@ -1,0 +1,73 @@
+"""The jobs table (SQLAlchemy Core) and the change-number expression its writes use.
+
+Only migrations (app/db/migrations/) create or alter tables; this is what the
+statements in app/jobs/store.py are built from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    # Insertion order: newest-first listing pages on it (keyset, never OFFSET). The
+    # primary key on SQLite (its rowid); on PostgreSQL the key is (tenant, seq), see
+    # migration 0003. Only migrations create tables, so this need not say so.
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("id", sa.Uuid(), nullable=False, unique=True),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("status", sa.SmallInteger(), nullable=False),
+    sa.Column("progress", sa.SmallInteger(), nullable=False),
+    sa.Column("profile", sa.Uuid(), nullable=False),
+    sa.Column("video", sa.Uuid(), nullable=False),
+    # Ordered UUIDs in one column, one read: uuid[] on PostgreSQL (typed, 16 bytes each),
+    # a JSON array of strings on SQLite (migration 0002).
+    sa.Column(
+        "inputs",
+        sa.JSON().with_variant(postgresql.ARRAY(sa.Uuid()), "postgresql"),
+        nullable=False,
+    ),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    # Taken afresh by every change (NEXT_CHANGE): processes catch up on changes past the
+    # last they saw (app.jobs.changes). Migration 0005.
+    sa.Column("change_seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+)
+
+
+class _NextChange(sa.sql.expression.ColumnElement[int]):
+    """The next change number, taken in the statement that makes the change."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+
+
+@compiles(_NextChange, "postgresql")
+def _next_change_postgresql(element: _NextChange, compiler: Any, **kw: Any) -> str:
+    # Numbers are taken in statement order but may commit out of it (by milliseconds):
+    # app.jobs.changes reads PostgreSQL's changes once more a poll later.
+    return "nextval('jobs_change_seq')"
+
+
+@compiles(_NextChange, "sqlite")
+def _next_change_sqlite(element: _NextChange, compiler: Any, **kw: Any) -> str:
+    # SQLite runs one writer at a time, so the highest number so far plus one (an
+    # index lookup) commits in order and never repeats: jobs are never removed, only
+    # marked deleted, so the highest number is never given back.
+    return "(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM jobs)"
+
+
+NEXT_CHANGE = _NextChange()
