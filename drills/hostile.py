@@ -35,6 +35,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 from app.auth import issue_token
+from app.settings import Settings
 from drills.probe import Probe, raised_file_limit
 from support.report import table
 from support.servers import Server, pin, start_server
@@ -153,8 +154,10 @@ async def _deep_introspection(target: Target) -> str:
 @attack("duplicate-fields", "6")
 async def _duplicate_fields(target: Target) -> str:
     # Unique documents (no cache helps) just under the token cap, 4 clients at 5/s each.
+    fields = Settings().max_query_tokens - 10
+
     def document() -> str:
-        return "{ " + f"a{random.getrandbits(32)}: __typename " + "__typename " * 1990 + "}"
+        return "{ " + f"a{random.getrandbits(32)}: __typename " + "__typename " * fields + "}"
 
     seen: dict[str, int] = {}
     async with httpx.AsyncClient(base_url=target.gateway.url, timeout=60) as client:

@@ -144,7 +144,7 @@ async def test_depth_counts_introspection_and_nesting_the_parser_refuses(
 
 
 def test_depth_limit_names_itself_and_counts_introspection(tmp_path: Path) -> None:
-    with gateway(auth_settings(tmp_path, max_query_depth=10)) as client:
+    with gateway(auth_settings(tmp_path, max_query_depth=10, max_query_tokens=5000)) as client:
         body = client.post("/graphql", json={"query": of_type_chain(100)}).json()
         assert codes(body) == ["QUERY_TOO_COMPLEX"]
         assert "depth of 10 (MAX_QUERY_DEPTH)" in body["errors"][0]["message"]
