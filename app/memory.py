@@ -19,6 +19,7 @@ a few times that.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import logging
@@ -38,6 +39,8 @@ IDLE_COLLECT_AFTER = 100
 # Received messages larger than this (bytes) count towards `ReceivedBytesCollection`:
 # the documents `app.graphql.caches` does not keep.
 LARGE_MESSAGE = MAX_CACHED_CHARS
+# Seconds without a large message after which what the last ones left is collected.
+QUIET_SECONDS = 2.0
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -96,6 +99,9 @@ class ReceivedBytesCollection:
         self.every = every
         self.received = 0
         self._trim = _malloc_trim()
+        # Once large messages stop coming, what the last of them left (less than
+        # `every`) is collected too, QUIET_SECONDS later.
+        self._quiet: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -114,7 +120,17 @@ class ReceivedBytesCollection:
         if size <= LARGE_MESSAGE:
             return
         self.received += size
-        if self.received < self.every:
+        if self._quiet is not None:
+            self._quiet.cancel()
+        self._quiet = asyncio.get_running_loop().call_later(QUIET_SECONDS, self._collect)
+        if self.received >= self.every:
+            self._collect()
+
+    def _collect(self) -> None:
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
+        if not self.received:
             return
         found, ms = _full_collection(self._trim)
         logger.debug(
