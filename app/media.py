@@ -16,16 +16,21 @@ from typing import Any
 JSON = "application/json"
 
 
+def media_type(header: str | None) -> str:
+    """The media type of a Content-Type header, lower case ("" for none)."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
 @lru_cache(maxsize=64)  # clients send the same few headers
 def content_type_problem(header: str | None) -> str | None:
     """Why a body with this Content-Type is not read as JSON; None if it is."""
     if header is None or not header.strip():
         return f"Content-Type: must be {JSON} (none given)"
-    media_type, *params = (part.strip() for part in header.split(";"))
-    media_type = media_type.lower()
-    kind, _, subtype = media_type.partition("/")
-    if media_type != JSON and not (kind == "application" and subtype.endswith("+json")):
-        return f"Content-Type: must be {JSON} (got {media_type[:100]!r})"
+    _, *params = (part.strip() for part in header.split(";"))
+    given = media_type(header)
+    kind, _, subtype = given.partition("/")
+    if given != JSON and not (kind == "application" and subtype.endswith("+json")):
+        return f"Content-Type: must be {JSON} (got {given[:100]!r})"
     for param in params:
         name, _, value = param.partition("=")
         charset = value.strip().strip('"').lower()

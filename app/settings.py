@@ -33,7 +33,6 @@ class Settings:
     # Introspection fields count: GraphiQL's schema query nests 14 deep.
     max_query_depth: int = 15
     max_query_aliases: int = 15
-    # Fields in a document once fragments are expanded (GraphiQL's schema query: 226).
     # Fields once fragments are expanded: GraphiQL's schema query has ~230, 15 aliased
     # pages of jobs ~255; past this a document is refused before graphql-core's rules
     # (~12 ms for 990 duplicated fields) run.
@@ -122,7 +121,7 @@ class Settings:
             websocket_init_timeout=_int(
                 env, "WEBSOCKET_INIT_TIMEOUT", defaults.websocket_init_timeout
             ),
-            change_poll_interval=_seconds(
+            change_poll_interval=_poll_interval(
                 env, "CHANGE_POLL_INTERVAL", defaults.change_poll_interval
             ),
             test_hook_exit_before_publishing_finish=_flag(
@@ -202,9 +201,9 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 MIN_POLL_INTERVAL, MAX_POLL_INTERVAL = 0.05, 60.0
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _poll_interval(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    if raw is None or raw == "":
         return default
     try:
         value = float(raw)

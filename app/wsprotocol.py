@@ -1,7 +1,7 @@
 """uvicorn's WebSocket protocol (`websockets-sansio`, its default), memory bounded.
 
 `python -m app serve` runs it; with `uvicorn app.main:app`, pass
-`--ws app.wsprotocol:BoundedWebSocketProtocol`. Two things uvicorn 0.55 leaves open,
+`--ws app.wsprotocol:BoundedWebSocketProtocol`. Three things uvicorn 0.55 leaves open,
 in every implementation it has (websockets-sansio, wsproto; the deprecated
 `websockets` one holds up to `ws_max_queue` whole messages per connection instead):
 
@@ -24,7 +24,8 @@ in every implementation it has (websockets-sansio, wsproto; the deprecated
   its connection: each costs a parse and a pong, and clients ping every few seconds.
 
 This leans on uvicorn's protocol class and its attributes (`frames`, `read_paused`,
-`handle_cont`, `receive`, `keepalive_timeout`): that dependency is kept here alone,
+`handle_cont`, `handle_ping`, `receive`, `keepalive_timeout`,
+`send_receive_event_to_app`): that dependency is kept here alone (app/compat.py lists it),
 and tests/test_ws_transport.py checks the behaviour against a real server.
 """
 

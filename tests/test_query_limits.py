@@ -188,17 +188,20 @@ def comparisons(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return counted
 
 
-@pytest.mark.parametrize("fields", [1990, 999])
+@pytest.mark.parametrize("fields", [1990, 999, 499])
 def test_duplicated_fields_cost_a_bounded_number_of_comparisons(
     tmp_path: Path, comparisons: list[int], fields: int
 ) -> None:
-    # Unique documents, so no cache helps; 1,990 fields are just under the token cap.
+    # Unique documents, so no cache helps.
     with gateway(auth_settings(tmp_path)) as client:
         query = "{ " + "__typename " * fields + "}"
         body = client.post("/graphql", json={"query": query}, headers=bearer(token())).json()
     assert codes(body) == ["QUERY_TOO_COMPLEX"]
-    # Comparing each pair would be ~fields²/2: 1,979,055 or 498,501 (the old code
-    # stopped at graphql-core's default budget, 250,000 comparisons). Now the first
-    # is over MAX_QUERY_SELECTIONS and none are compared; the second spends the
-    # gateway's budget, a comparison costing 2 units, and stops.
+    # Comparing each pair would be ~fields²/2: 1,979,055, 498,501 or 124,251 (the old
+    # code stopped at graphql-core's default budget, 250,000 comparisons). Now 1,990
+    # is over MAX_QUERY_TOKENS (1000) and 999 over MAX_QUERY_SELECTIONS (500): none
+    # are compared. 499 is within both: it spends the gateway's budget, a comparison
+    # costing 2 units, and stops.
     assert comparisons[0] <= COMPARISON_BUDGET // 2 + 1
+    if fields < 500:
+        assert comparisons[0] > 1000, "graphql-core's rule did not run"

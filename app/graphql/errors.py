@@ -40,7 +40,8 @@ INTERNAL = "INTERNAL_SERVER_ERROR"
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 
 # graphql-core's messages when a document is too big or deep for it: the parser
-# stopped by MaxTokensLimiter or by its nesting limit (200 levels, fixed).
+# stopped at MAX_QUERY_TOKENS (app.graphql.limits) or by its nesting limit (200
+# levels, fixed).
 _TOO_COMPLEX = re.compile(
     r"^Syntax Error: (Document contains more than \d+ tokens|Document is nested too deeply)"
 )

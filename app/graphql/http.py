@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -31,7 +30,6 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
-from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -181,7 +179,7 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
-        content_type = _media_type(request.content_type or "")
+        content_type = media.media_type(request.content_type)
         if self._get_stream_transport_from_headers(request.headers) or (
             request.method == "POST"
             and content_type == "multipart/form-data"
@@ -311,14 +309,6 @@ def _expect(parameters: Mapping[str, Any], name: str, kind: type, described: str
     value = parameters.get(name)
     if value is not None and not isinstance(value, kind):
         raise RequestRefused(400, InvalidInput(name, f"must be {described}"))
-
-
-@lru_cache(maxsize=64)
-def _media_type(header: str) -> str:
-    """The media type of a Content-Type header. strawberry's parser builds an email
-    message for it (~25 µs); clients send the same few headers."""
-    media_type, _ = parse_content_type(header)
-    return media_type
 
 
 __all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLOverHTTP", "negotiate"]

@@ -33,10 +33,10 @@ from graphql import (
 )
 from graphql.validation import ASTValidationRule
 from graphql.validation.rules import overlapping_fields_can_be_merged
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema import schema as strawberry_schema
 
-from app.graphql.caches import DocumentParserCache, cacheable
+from app.graphql.caches import cacheable
 from app.graphql.errors import QUERY_TOO_COMPLEX
 
 # Documents whose validation result is kept (as strawberry's ValidationCache does).
@@ -73,13 +73,17 @@ def too_long(query: object, max_length: int) -> GraphQLError | None:
     return None
 
 
-class LimitedParser(DocumentParserCache):
-    """The parser cache (app/graphql/caches.py), with `too_long` checked first and the
-    token cap set (what strawberry's MaxTokensLimiter does): one extension, not three
-    (each costs its hooks on every request).
+class LimitedParser(ParserCache):
+    """strawberry's ParserCache for small documents (`cacheable`), with `too_long`
+    checked first and the token cap set (what strawberry's MaxTokensLimiter does): one
+    extension, not three (each costs its hooks on every request).
 
-    Raised here, the error is answered as a pre-execution error over HTTP; over
-    WebSocket the plans (app/graphql/ws/plan.py) refuse such a document first.
+    A document too long is raised here, answered as a pre-execution error over HTTP;
+    over WebSocket the plans (app/graphql/ws/plan.py) refuse it before strawberry.
+    A document that does not parse is left for strawberry to parse again and report:
+    ParserCache parses outside strawberry's handling of parse errors, and over
+    WebSocket such a subscription only completed (graphql-transport-ws) or heard
+    nothing (graphql-ws).
     """
 
     def __init__(self, max_length: int, max_tokens: int) -> None:
@@ -93,7 +97,14 @@ class LimitedParser(DocumentParserCache):
         if error is not None:
             raise error
         context.parse_options["max_tokens"] = self.max_tokens
-        yield from super().on_parse()
+        if cacheable(context.query):
+            try:
+                context.graphql_document = self.cached_parse_document(
+                    context.query, **context.parse_options
+                )
+            except GraphQLError:
+                pass  # parsed again, once, by strawberry; bounded by the token cap
+        yield
 
 
 class Measure(NamedTuple):
@@ -299,11 +310,10 @@ class LimitedValidation(SchemaExtension):
 
 
 __all__ = [
+    "COMPARISON_BUDGET",
+    "LimitedParser",
     "LimitedValidation",
     "Limits",
-    "Measure",
-    "cached_validate_within_limits",
-    "measure",
-    "refusals",
+    "too_long",
     "validate_within_limits",
 ]

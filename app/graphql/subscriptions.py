@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Hashable
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated
 
 import strawberry
 
 from app.graphql.context import Info
 from app.graphql.types import Job, JobFilter
 from app.jobs.mailbox import JobStream
-
-
-def frozen(value: Any) -> Hashable:
-    """A hashable equivalent of coerced variable values (TypeError if there is none)."""
-    if isinstance(value, dict):
-        return ("dict", *((name, frozen(item)) for name, item in sorted(value.items())))
-    if isinstance(value, list):
-        return ("list", *(frozen(item) for item in value))
-    hash(value)
-    return (type(value), value)
 
 
 class _AsJobs:

@@ -36,7 +36,6 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
     graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(self, settings: Settings, **options: object) -> None:
-        from app.graphql.execution import PlainFieldsExecutor
         from app.graphql.schema import create_schema, query_limits, validation_rules
 
         options.setdefault("graphql_ide", "graphiql" if settings.graphiql else None)
@@ -66,7 +65,9 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         )
         # FAST_PATHS off: no fan-out, every operation is served strawberry's way.
         self.fanout = (
-            Fanout(schema, PlainFieldsExecutor, _json_text) if settings.fast_paths else None
+            Fanout(schema, schema.execution_context_class, _json_text)
+            if settings.fast_paths
+            else None
         )
 
     def encode_json(self, data: object) -> str | bytes:

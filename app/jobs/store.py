@@ -305,7 +305,7 @@ async def changes_after(db: Database, after: int, limit: int) -> list[JobChange]
     )
     return [
         JobChange(
-            id=row["id"] if isinstance(row["id"], uuid.UUID) else uuid.UUID(row["id"]),
+            id=_as_uuid(row["id"]),
             tenant=row["tenant"],
             seq=row["change_seq"],
             key=(

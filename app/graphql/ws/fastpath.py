@@ -19,7 +19,6 @@ from app.auth import READ
 from app.errors import SubscriptionInterrupted
 from app.graphql.context import Context
 from app.graphql.errors import assign_code
-from app.graphql.subscriptions import frozen
 from app.graphql.types import JobFilter
 from app.graphql.ws.groups import Fanout, Group, Subscriber
 from app.graphql.ws.outbox import Outbox
@@ -204,3 +203,13 @@ class FastPath:
             self._stop(op_id)
         if self._outbox is not None:
             await self._outbox.close()
+
+
+def frozen(value: Any) -> Hashable:
+    """A hashable equivalent of coerced variable values (TypeError if there is none)."""
+    if isinstance(value, dict):
+        return ("dict", *((name, frozen(item)) for name, item in sorted(value.items())))
+    if isinstance(value, list):
+        return ("list", *(frozen(item) for item in value))
+    hash(value)
+    return (type(value), value)
