@@ -42,6 +42,13 @@ class InvalidTransition(AppError):
     http_status = 409
 
 
+class IdempotencyKeyReused(AppError):
+    """An idempotency key already stands for a different create request."""
+
+    code = "CONFLICT"
+    http_status = 409
+
+
 class Unauthenticated(AppError):
     code = "UNAUTHENTICATED"
     http_status = 401

@@ -25,6 +25,7 @@ from app.graphql.view import GraphQLView
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import CLOSE_TIMEOUT, JobEvents
 from app.jobs.service import StoredStates
+from app.jobs.sweeper import KeySweeper
 from app.memory import IdleCollection, ReceivedBytesCollection
 from app.middleware import BodyLimit, LoopbackOnly
 from app.responses import error_response
@@ -64,8 +65,11 @@ def create_app(settings: Settings) -> Starlette:
                 "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH is on: this process exits as soon as "
                 "a job finishes. For fault drills and tests only."
             )
+        # Expired idempotency keys deleted in small batches (app/jobs/sweeper.py).
+        sweeper = KeySweeper(database, settings.idempotency_key_ttl)
         try:
             await events.connect()
+            sweeper.start()
             # SIGTERM ends subscriptions (clients get `complete`) before uvicorn drops sockets.
             with (
                 drain_before_exit(events.close_subscriptions, timeout=CLOSE_TIMEOUT),
@@ -73,6 +77,7 @@ def create_app(settings: Settings) -> Starlette:
             ):
                 yield {"database": database, "events": events}
         finally:
+            await sweeper.stop()
             await events.disconnect()
             await database.disconnect()
 

@@ -20,13 +20,15 @@ from app.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from app.jobs import model
+from app.jobs import idempotency, model
 from app.jobs.model import Job, JobStatus, format_timestamp, parse_uuid
 from app.jobs.service import Jobs
 from app.responses import error_response
 
 REQUEST_KEYS = ("inputs", "profile", "video")
 PATCH_KEYS = ("progress", "status")
+# Set on the answer to a create whose Idempotency-Key had already created the job.
+REPLAYED_HEADER = "Idempotent-Replayed"
 # What a 503 (UNAVAILABLE) tells clients to wait before trying again.
 RETRY_AFTER_SECONDS = 1
 
@@ -141,13 +143,14 @@ async def create(request: Request) -> Response:
         profile=parse_uuid("profile", body["profile"]),
         video=parse_uuid("video", body["video"]),
     )
-    job = await jobs.create(new)
+    idempotency_key = idempotency.from_header(request.headers.getlist(idempotency.HEADER))
+    created = await jobs.create(new, idempotency_key, key_field=idempotency.HEADER_FIELD)
     public_url = request.app.state.settings.public_url
-    return JSONResponse(
-        job_response(job, public_url),
-        status_code=201,
-        headers={"Location": job.url(public_url)},
-    )
+    headers = {"Location": created.job.url(public_url)}
+    if created.replayed:
+        # The same answer as the first request's (the job as created), marked as a replay.
+        headers[REPLAYED_HEADER] = "true"
+    return JSONResponse(job_response(created.job, public_url), status_code=201, headers=headers)
 
 
 async def read(request: Request) -> Response:
@@ -208,7 +211,13 @@ def _jobs(request: Request) -> Jobs:
     """The caller's jobs; first in every route, so a bad token is 401 whatever else is wrong."""
     caller = request.app.state.verifier.verify(request.headers.get("authorization"))
     state = request.state
-    return Jobs.for_caller(state.database, state.events, request.app.state.cursors, caller)
+    return Jobs.for_caller(
+        state.database,
+        state.events,
+        request.app.state.cursors,
+        caller,
+        key_ttl=request.app.state.settings.idempotency_key_ttl,
+    )
 
 
 routes = [

@@ -64,6 +64,9 @@ class Settings:
     # Seconds between two reads of the change feed (app.jobs.changes): a change whose
     # event was lost reaches other processes' subscribers within 2-3 times this.
     change_poll_interval: float = 1.0
+    # Seconds a create's idempotency key is remembered (app.jobs.idempotency): a retry
+    # within it returns the job the first request created; after it, the key is new.
+    idempotency_key_ttl: int = 86_400
     # A test hook: exit right after committing a change that finishes a job, before
     # publishing it (fault drills and tests only; never in production).
     test_hook_exit_before_publishing_finish: bool = False
@@ -124,6 +127,7 @@ class Settings:
             change_poll_interval=_poll_interval(
                 env, "CHANGE_POLL_INTERVAL", defaults.change_poll_interval
             ),
+            idempotency_key_ttl=_key_ttl(env, "IDEMPOTENCY_KEY_TTL", defaults.idempotency_key_ttl),
             test_hook_exit_before_publishing_finish=_flag(
                 env, "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH", False
             ),
@@ -213,6 +217,27 @@ def _poll_interval(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(
             f"{name} must be a number of seconds from {MIN_POLL_INTERVAL:g} to "
             f"{MAX_POLL_INTERVAL:g}, got {raw!r}"
+        )
+    return value
+
+
+# Bounds of IDEMPOTENCY_KEY_TTL: a client's retries span minutes to hours; a key kept
+# for weeks only grows the table.
+MIN_KEY_TTL, MAX_KEY_TTL = 60, 7 * 86_400
+
+
+def _key_ttl(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not MIN_KEY_TTL <= value <= MAX_KEY_TTL:
+        raise SettingsError(
+            f"{name} must be a whole number of seconds from {MIN_KEY_TTL} to {MAX_KEY_TTL} "
+            f"(7 days), got {raw!r}"
         )
     return value
 

@@ -1,6 +1,6 @@
 """The data layer: tables, migrations, connecting, and the `databases` backends.
 
-- `tables`: the jobs table (SQLAlchemy Core) and `NEXT_CHANGE`.
+- `tables`: the jobs and idempotency_keys tables (SQLAlchemy Core) and `NEXT_CHANGE`.
 - `migrate`: the one Alembic configuration and `migrate`; revisions in `migrations/`.
 - `connect`: create and connect the `Database`, `check_reachable`, `DatabaseUnavailable`.
 - `statements`: statements compiled once per shape, for both backends.
@@ -18,7 +18,7 @@ from app.db.connect import (
     create_database,
 )
 from app.db.migrate import MIGRATIONS, alembic_config, migrate
-from app.db.tables import NEXT_CHANGE, jobs, metadata
+from app.db.tables import NEXT_CHANGE, idempotency_keys, jobs, metadata
 
 __all__ = [
     "APPLICATION_NAME",
@@ -30,6 +30,7 @@ __all__ = [
     "check_reachable",
     "connect",
     "create_database",
+    "idempotency_keys",
     "jobs",
     "metadata",
     "migrate",

@@ -1,4 +1,4 @@
-"""The jobs table (SQLAlchemy Core) and the change-number expression its writes use.
+"""The tables (SQLAlchemy Core) and the change-number expression jobs' writes use.
 
 Only migrations (app/db/migrations/) create or alter tables; this is what the
 statements in app/jobs/store.py are built from.
@@ -45,6 +45,28 @@ jobs = sa.Table(
     # Taken afresh by every change (NEXT_CHANGE): processes catch up on changes past the
     # last they saw (app.jobs.changes). Migration 0005.
     sa.Column("change_seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+)
+
+# A create's idempotency key, per tenant: the job it created and the request it came
+# with (app.jobs.idempotency, app.jobs.store.create_job_once). Migration 0006.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    # Batches of expired keys are deleted by it (app.jobs.sweeper).
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    # sha256 of the normalised request, hex (app.jobs.idempotency.fingerprint).
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("job_id", sa.Uuid(), nullable=False),
+    # When the key was first used; it expires IDEMPOTENCY_KEY_TTL later.
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("tenant", "key", name="ux_idempotency_keys_tenant_key"),
 )
 
 

@@ -40,7 +40,13 @@ class Context:
         """The caller's jobs: their tenant only, their token's scopes only."""
         if self.caller is None:
             raise Unauthenticated(self.auth_problem)
-        return Jobs.for_caller(self.database, self.events, self.cursors, self.caller)
+        return Jobs.for_caller(
+            self.database,
+            self.events,
+            self.cursors,
+            self.caller,
+            key_ttl=self.settings.idempotency_key_ttl,
+        )
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

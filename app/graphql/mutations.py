@@ -13,14 +13,29 @@ from app.graphql.types import CreateJobInput, Job, JobStatus
 
 @strawberry.type(description="Create and change encoding jobs.")
 class Mutation:
-    @strawberry.mutation(description="Create a job; it starts IN_PROGRESS at progress 0.")
+    @strawberry.mutation(
+        description="Create a job; it starts IN_PROGRESS at progress 0. With an "
+        "`idempotencyKey`, sending it again returns the job the first created, as created, "
+        "and creates nothing."
+    )
     async def create_job(
         self,
         info: Info,
         input: Annotated[CreateJobInput, strawberry.argument(description="The new job.")],
+        idempotency_key: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Makes retrying safe: 1-255 printable ASCII characters, unique "
+                "per job you mean to create (a UUID, say). The same key with the same input "
+                "while the key is remembered (24 hours by default) returns the job first created, and creates nothing; with "
+                "a different input it is refused with CONFLICT. Shared with REST's "
+                "`Idempotency-Key` header, per tenant."
+            ),
+        ] = strawberry.UNSET,  # not `= None`: the schema shows no default, as documented
     ) -> Job:
-        job = await info.context.jobs.create(input.to_new_job())
-        return Job.from_record(job, info.context.settings.public_url)
+        key = None if idempotency_key is strawberry.UNSET else idempotency_key
+        created = await info.context.jobs.create(input.to_new_job(), key)
+        return Job.from_record(created.job, info.context.settings.public_url)
 
     @strawberry.mutation(
         description="Soft-delete a job: sets `deletedAt`. Deleting again returns the job unchanged."

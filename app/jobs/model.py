@@ -53,6 +53,18 @@ class Job:
         """Its REST address, which GET answers with the job (the contract's `url`)."""
         return f"{public_url}/encoding/jobs/{self.id}"
 
+    def as_created(self) -> Job:
+        """The job as its create answered it: every new job starts IN_PROGRESS at 0,
+        updated when created, not deleted (`create_job`). A replayed create answers
+        this, the same as the first answer, whatever happened to the job since."""
+        return replace(
+            self,
+            status=JobStatus.IN_PROGRESS,
+            progress=0,
+            updated_at=self.created_at,
+            deleted_at=None,
+        )
+
     @property
     def order_key(self) -> tuple[datetime, bool, bool, int]:
         """Where this state stands in its job's history.
@@ -90,6 +102,15 @@ class NewJob:
     inputs: tuple[uuid.UUID, ...]
     profile: uuid.UUID
     video: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """What a create with an idempotency key gave: the job, and whether an earlier
+    request with that key had created it (then nothing new was stored)."""
+
+    job: Job
+    replayed: bool
 
 
 @dataclass(frozen=True, slots=True)

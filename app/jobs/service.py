@@ -13,17 +13,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from databases import Database
 
 from app.auth import ALL_SCOPES, READ, REPORT, WRITE, Caller
 from app.errors import Forbidden, JobNotFound
-from app.jobs import store
+from app.jobs import idempotency, store
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import JobEvents
 from app.jobs.mailbox import JobStream
-from app.jobs.model import Job, JobChange, JobFilter, JobStatus, NewJob, Page
+from app.jobs.model import Created, Job, JobChange, JobFilter, JobStatus, NewJob, Page
 from app.outages import database_calls
 
 
@@ -37,12 +37,27 @@ class Jobs:
     events: JobEvents = field(kw_only=True)
     # Seals list positions for this tenant (GraphQL `after`, REST `cursor`).
     cursors: CursorCodec = field(kw_only=True)
+    # Seconds an idempotency key of a create is remembered (IDEMPOTENCY_KEY_TTL).
+    key_ttl: int = field(default=idempotency.DEFAULT_TTL, kw_only=True)
 
     @classmethod
     def for_caller(
-        cls, database: Database, events: JobEvents, cursors: CursorCodec, caller: Caller
+        cls,
+        database: Database,
+        events: JobEvents,
+        cursors: CursorCodec,
+        caller: Caller,
+        *,
+        key_ttl: int = idempotency.DEFAULT_TTL,
     ) -> Jobs:
-        return cls(database, caller.tenant, caller.scopes, events=events, cursors=cursors)
+        return cls(
+            database,
+            caller.tenant,
+            caller.scopes,
+            events=events,
+            cursors=cursors,
+            key_ttl=key_ttl,
+        )
 
     def cursor(self, job: Job) -> str:
         """The opaque cursor of `job`'s position, for this tenant only."""
@@ -72,12 +87,30 @@ class Jobs:
         with database_calls():
             return await store.count_jobs(self.database, self.tenant, job_filter)
 
-    async def create(self, new: NewJob) -> Job:
+    async def create(
+        self,
+        new: NewJob,
+        idempotency_key: str | None = None,
+        *,
+        key_field: str = idempotency.ARGUMENT,
+    ) -> Created:
+        """Create a job; with an idempotency key, at most one per key and tenant while
+        the key lasts (`store.create_job_once`). `key_field` names the key in errors."""
         self.allow(WRITE)
-        with database_calls():
-            job = await store.create_job(self.database, self.tenant, new)
-        await self.events.publish(job)
-        return job
+        if idempotency_key is None:
+            with database_calls():
+                job = await store.create_job(self.database, self.tenant, new)
+            created = Created(job, replayed=False)
+        else:
+            key = idempotency.for_request(idempotency_key, new, key_field)
+            with database_calls():
+                created = await store.create_job_once(
+                    self.database, self.tenant, new, key, timedelta(seconds=self.key_ttl)
+                )
+        # A replay created nothing: subscribers heard of the job when it was created.
+        if not created.replayed:
+            await self.events.publish(created.job)
+        return created
 
     async def delete(self, job_id: uuid.UUID) -> Job:
         self.allow(WRITE)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
+from sqlalchemy.dialects import postgresql, sqlite
 
-from app.db.tables import NEXT_CHANGE, jobs
-from app.errors import InvalidTransition, JobNotFound
+from app.db.tables import NEXT_CHANGE, idempotency_keys, jobs
+from app.errors import IdempotencyKeyReused, InvalidTransition, JobNotFound
+from app.jobs.idempotency import IdempotencyKey
 from app.jobs.model import (
+    Created,
     Job,
     JobChange,
     JobFilter,
@@ -98,8 +101,90 @@ _IN_PROGRESS, _COMPLETED, _FAILED = (
 
 
 async def create_job(db: Database, tenant: str, new: NewJob) -> Job:
-    now = utcnow()
-    job_id, profile, video = uuid.uuid4(), new.profile, new.video
+    return await _insert_job(db, tenant, new, uuid.uuid4(), utcnow())
+
+
+async def create_job_once(
+    db: Database, tenant: str, new: NewJob, key: IdempotencyKey, ttl: timedelta
+) -> Created:
+    """Create the job unless `key` already created one within `ttl`: then that job,
+    as it was created, and nothing stored; CONFLICT if it came with another request.
+
+    The key is claimed and the job inserted in one transaction. Concurrent claims of
+    one key meet at the unique (tenant, key) constraint: on PostgreSQL the later ones
+    wait for the first's commit and then find its key; SQLite runs one writer at a
+    time. An expired key is taken over in the same statement, as if it were new.
+    """
+    job_id, now = uuid.uuid4(), utcnow()
+    async with db.transaction():
+        claimed = await db.fetch_one(_claim(db.url.dialect, tenant, key, job_id, now, now - ttl))
+        if claimed is not None:
+            return Created(await _insert_job(db, tenant, new, job_id, now), replayed=False)
+        # Not claimed: the key is held, unexpired (and locked by the claim, on PostgreSQL).
+        row = await db.fetch_one(
+            sa.select(idempotency_keys.c.fingerprint, *jobs.c)
+            .join(jobs, jobs.c.id == idempotency_keys.c.job_id)
+            .where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key.key)
+        )
+    if row is None:
+        raise RuntimeError(f"idempotency key {key.key!r} of tenant {tenant!r} names no job")
+    if row._mapping["fingerprint"] != key.fingerprint:
+        raise IdempotencyKeyReused(
+            f"idempotency key {key.key!r} was already used with a different request "
+            f"(job {row._mapping['id']}); use a new key for a new job"
+        )
+    return Created(_job(row._mapping).as_created(), replayed=True)
+
+
+def _claim(
+    dialect: str,
+    tenant: str,
+    key: IdempotencyKey,
+    job_id: uuid.UUID,
+    now: datetime,
+    expired_before: datetime,
+) -> sa.Insert:
+    """Insert the key, or take it over if it expired; returns a row if it did either."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(idempotency_keys).values(
+        tenant=tenant, key=key.key, fingerprint=key.fingerprint, job_id=job_id, created_at=now
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[idempotency_keys.c.tenant, idempotency_keys.c.key],
+        set_={
+            "fingerprint": statement.excluded.fingerprint,
+            "job_id": statement.excluded.job_id,
+            "created_at": statement.excluded.created_at,
+        },
+        where=idempotency_keys.c.created_at <= expired_before,
+    ).returning(idempotency_keys.c.job_id)
+
+
+async def forget_keys(db: Database, expired_before: datetime, limit: int) -> int:
+    """Delete at most `limit` keys first used before `expired_before`; how many went.
+
+    One short statement per batch, so no lock is held for long however many expired.
+    On PostgreSQL keys being claimed right now (locked) are skipped, not waited for.
+    """
+    batch = (
+        sa.select(idempotency_keys.c.seq)
+        .where(idempotency_keys.c.created_at <= expired_before)
+        .limit(limit)
+    )
+    if db.url.dialect == "postgresql":
+        batch = batch.with_for_update(skip_locked=True)
+    rows = await db.fetch_all(
+        idempotency_keys.delete()
+        .where(idempotency_keys.c.seq.in_(batch.scalar_subquery()))
+        .returning(idempotency_keys.c.seq)
+    )
+    return len(rows)
+
+
+async def _insert_job(
+    db: Database, tenant: str, new: NewJob, job_id: uuid.UUID, now: datetime
+) -> Job:
+    profile, video = new.profile, new.video
     inputs = [str(value) for value in new.inputs]
     # Built and keyed once (a lambda statement), not per call.
     row = await db.fetch_one(
