@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import db
-from app.jobs import store
+from app.jobs import idempotency, store
 from app.jobs.model import new_job
 from app.settings import Settings
 from support.servers import ROOT
@@ -185,3 +185,37 @@ async def test_jobs_stored_before_change_numbers_get_one_and_later_changes_come_
     assert [change.id for change in after] == [changed.id, created.id]
     assert after[0].seq > last
     assert after[0].key == (changed.updated_at, False, False, 50)
+
+
+@pytest.mark.anyio
+async def test_a_database_at_change_numbers_gets_idempotency_keys_in_place_jobs_kept(
+    blank_database_url: str,
+) -> None:
+    settings = Settings(database_url=blank_database_url)
+    assert await db.migrate(settings, "0005") == REVISIONS[:5]
+    database = await db.connect(settings)
+    try:  # jobs as revision 0005 stores them
+        before = [
+            await store.create_job(
+                database, "t", new_job([uuid.uuid4()], uuid.uuid4(), uuid.uuid4())
+            )
+            for _ in range(3)
+        ]
+    finally:
+        await database.disconnect()
+
+    assert await db.migrate(settings) == REVISIONS[5:]
+    database = await db.connect(settings)
+    try:
+        for job in before:
+            assert await store.get_job(database, "t", job.id) == job
+        request = new_job([uuid.uuid4()], uuid.uuid4(), uuid.uuid4())
+        key = idempotency.for_request("retry-me", request)
+        day = timedelta(hours=24)
+        created = await store.create_job_once(database, "t", request, key, day)
+        replayed = await store.create_job_once(database, "t", request, key, day)
+    finally:
+        await database.disconnect()
+    assert (created.replayed, replayed.replayed) == (False, True)
+    # Created after the old jobs, so listed before them.
+    assert replayed.job == created.job and created.job.seq > before[-1].seq

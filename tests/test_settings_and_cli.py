@@ -42,6 +42,9 @@ def test_public_url_loses_its_trailing_slash() -> None:
         ("WEBSOCKET_INIT_TIMEOUT", "soon"),
         ("MIGRATE_ON_START", "perhaps"),
         ("FAST_PATHS", "sometimes"),
+        ("IDEMPOTENCY_KEY_TTL", "0"),
+        ("IDEMPOTENCY_KEY_TTL", "a day"),
+        ("IDEMPOTENCY_KEY_TTL", "604801"),
     ],
 )
 def test_bad_setting_names_itself(name: str, value: str) -> None:

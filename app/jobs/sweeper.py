@@ -33,10 +33,13 @@ LOG_EVERY = 600.0
 
 
 class KeySweeper:
-    def __init__(self, database: Database, ttl: int, every: float = SWEEP_EVERY) -> None:
+    def __init__(
+        self, database: Database, ttl: int, every: float = SWEEP_EVERY, batch: int = BATCH
+    ) -> None:
         self._database = database
         self._ttl = timedelta(seconds=ttl)
         self.every = every
+        self.batch = batch
         self._task: asyncio.Task[None] | None = None
         self._failing = Throttle(LOG_EVERY)
 
@@ -51,14 +54,14 @@ class KeySweeper:
             self._task = None
 
     async def sweep(self) -> int:
-        """Delete every key expired by now, BATCH at a time; how many went."""
+        """Delete every key expired by now, `batch` at a time; how many went."""
         expired_before = utcnow() - self._ttl
         deleted = 0
         while True:
             with database_calls():
-                count = await store.forget_keys(self._database, expired_before, BATCH)
+                count = await store.forget_keys(self._database, expired_before, self.batch)
             deleted += count
-            if count < BATCH:
+            if count < self.batch:
                 return deleted
             # Requests waiting for the database go between two batches.
             await asyncio.sleep(0)
