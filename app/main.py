@@ -22,6 +22,7 @@ from app import db, health, outages, rest, web
 from app.auth import TokenVerifier
 from app.errors import AppError
 from app.graphql.view import GraphQLView
+from app.jobs import idempotency
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import CLOSE_TIMEOUT, JobEvents
 from app.jobs.service import StoredStates
@@ -181,8 +182,8 @@ def _middleware(settings: Settings, idle: IdleCollection) -> list[Middleware]:
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Accept"],
-                expose_headers=["Location"],
+                allow_headers=["Authorization", "Content-Type", "Accept", idempotency.HEADER],
+                expose_headers=["Location", rest.REPLAYED_HEADER],
                 max_age=600,
             )
         )

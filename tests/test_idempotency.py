@@ -252,3 +252,27 @@ async def test_the_sweeper_deletes_expired_keys_in_batches_and_keeps_the_rest(
     assert replay.replayed and replay.job == kept.job
     # Only keys go: the jobs they created stay.
     assert len((await store.list_jobs(database, "t", JobFilter(), 10)).jobs) == 6
+
+
+@pytest.mark.engines("sqlite")
+def test_a_browser_page_allowed_by_cors_may_send_a_key_and_read_the_replay_mark(
+    database_url: str,
+) -> None:
+    origin = "https://app.example.test"
+    settings = auth_settings(database_url, cors_origins=(origin,))
+    with gateway(settings) as client:
+        preflight = client.options(
+            "/encoding/jobs",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+            },
+        )
+        assert preflight.status_code == 200, preflight.text
+        assert "idempotency-key" in preflight.headers["access-control-allow-headers"].lower()
+        key, headers = new_uuid(), {"Origin": origin, **bearer(token())}
+        post(client, request_object(), key, **headers)
+        replay = post(client, request_object(), key, **headers)
+        exposed = replay.headers["access-control-expose-headers"].lower()
+        assert "idempotent-replayed" in exposed
