@@ -52,7 +52,8 @@ def test_a_retry_gets_the_first_answer_again_even_after_the_job_moved_on(
     first = post(client, body, key)
     assert first.status_code == 201
     assert "idempotent-replayed" not in first.headers
-    client.patch(f"/encoding/jobs/{first.json()['id']}", json={"progress": 40})
+    moved = client.patch(f"/encoding/jobs/{first.json()['id']}", json={"progress": 40})
+    assert moved.status_code == 200
 
     again = post(client, body, key)
     assert again.status_code == 201
