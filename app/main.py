@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from app import db, health, outages, rest, web
+from app import db, health, openapi, outages, rest, web
 from app.auth import TokenVerifier
 from app.errors import AppError
 from app.graphql.view import GraphQLView
@@ -128,6 +128,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             *rest.routes,
+            openapi.route(settings.public_url),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *web.routes(settings),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -31,6 +32,8 @@ PATCH_KEYS = ("progress", "status")
 REPLAYED_HEADER = "Idempotent-Replayed"
 # What a 503 (UNAVAILABLE) tells clients to wait before trying again.
 RETRY_AFTER_SECONDS = 1
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def job_response(job: Job, public_url: str) -> dict[str, Any]:
@@ -94,19 +97,31 @@ def _path_id(request: Request) -> uuid.UUID:
     return parse_uuid("id", request.path_params["id"])
 
 
+def _json_int(value: object) -> int | None:
+    """An integer as JSON carries it: `40` or `40.0` (one number to JSON, and to
+    GraphQL's Int); None for anything else, `true` included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) else None
+
+
 def _status(field: str, value: object) -> JobStatus:
-    if isinstance(value, bool) or not isinstance(value, int):
+    code = _json_int(value)
+    if code is None:
         raise InvalidInput(field, "must be a status code: 0, 1 or 10")
     try:
-        return JobStatus(value)
+        return JobStatus(code)
     except ValueError:
         raise InvalidInput(field, f"{value} is not a status code; expected 0, 1 or 10") from None
 
 
 def _int(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = _json_int(value)
+    if number is None:
         raise InvalidInput(field, "must be an integer")
-    return value
+    return number
 
 
 def _query_int(request: Request, name: str) -> int | None:
@@ -220,10 +235,23 @@ def _jobs(request: Request) -> Jobs:
     )
 
 
-routes = [
-    Route("/encoding/jobs", create, methods=["POST"]),
-    Route("/encoding/jobs", listing, methods=["GET"]),
-    Route("/encoding/jobs/{id}", read, methods=["GET"]),
-    Route("/encoding/jobs/{id}", delete, methods=["DELETE"]),
-    Route("/encoding/jobs/{id}", patch, methods=["PATCH"]),
-]
+# Each path and what each of its methods runs; app.openapi documents the same table.
+RESOURCES: dict[str, dict[str, Endpoint]] = {
+    "/encoding/jobs": {"POST": create, "GET": listing},
+    "/encoding/jobs/{id}": {"GET": read, "DELETE": delete, "PATCH": patch},
+}
+
+
+def resource(path: str, handlers: dict[str, Endpoint]) -> Route:
+    """One route per path, so a method it lacks is 405 with every method it has in
+    `Allow` (a route per method would name only the first route's)."""
+
+    async def endpoint(request: Request) -> Response:
+        # Starlette answers HEAD wherever GET is allowed.
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return Route(path, endpoint, methods=list(handlers))
+
+
+routes = [resource(path, handlers) for path, handlers in RESOURCES.items()]

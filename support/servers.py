@@ -104,15 +104,20 @@ def start_server(
     args: tuple[str, ...] = (),
     timeout: float = 20,
     core: int | None = None,
+    command: tuple[str, ...] = (sys.executable, "-m", "app"),
+    cwd: Path = ROOT,
 ) -> Server:
-    """Start a gateway process (on `core`, if given) and wait until /readyz answers 200."""
+    """Start a gateway process (on `core`, if given) and wait until /readyz answers 200.
+
+    `command serve --port N` starts it: this checkout's by default, or another
+    installation's (`.../bin/jobs-gateway`) from another `cwd`."""
     port = free_port()
     full_env = {**os.environ, **env}
     full_env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(port), *args],
-            cwd=ROOT,
+            [*command, "serve", "--port", str(port), *args],
+            cwd=cwd,
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -37,6 +37,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "slow: takes over a minute on a busy machine (builds and installs the wheel); "
+        "CI runs it, `-m 'not slow'` leaves it out while developing",
+    )
+    config.addinivalue_line(
+        "markers",
         "fast_paths: asserts the fast paths' own workings (fan-out groups, execution counts, "
         "PlainFieldsExecutor, pooled SQLite); skipped when FAST_PATHS=false turns them off",
     )

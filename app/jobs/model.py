@@ -18,6 +18,7 @@ from app.errors import InvalidInput
 MAX_INPUTS = 100
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+MAX_PROGRESS = 100
 
 
 class JobStatus(enum.IntEnum):
@@ -177,8 +178,8 @@ def new_job(inputs: Sequence[uuid.UUID], profile: uuid.UUID, video: uuid.UUID) -
 
 
 def check_progress(progress: int | None, field: str = "progress") -> None:
-    if progress is not None and not 0 <= progress <= 100:
-        raise InvalidInput(field, f"must be between 0 and 100, got {progress}")
+    if progress is not None and not 0 <= progress <= MAX_PROGRESS:
+        raise InvalidInput(field, f"must be between 0 and {MAX_PROGRESS}, got {progress}")
 
 
 def check_page_size(first: int, field: str = "first") -> None:

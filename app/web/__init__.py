@@ -1,7 +1,7 @@
 """The gateway's own web pages: the live jobs page here, GraphiQL in app.web.graphiql.
 
 Our files (app/web/static, app/web/templates) are part of the package; third-party
-ones come from node_modules (app.web.assets). `/` redirects to `/jobs`.
+ones come with the wheel, or from a checkout's node_modules (app.web.assets). `/` redirects to `/jobs`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ STATIC = Path(__file__).parent / "static"
 logger = logging.getLogger(__name__)
 
 
-def routes(settings: Settings, node_modules: Path = assets.NODE_MODULES) -> list[BaseRoute]:
+def routes(settings: Settings, node_modules: Path = assets.LOCATION) -> list[BaseRoute]:
     """The pages and their files; logs one line on how to install missing files."""
     if hint := assets.install_hint(node_modules):
         logger.warning(hint)
