@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,12 @@ def _errors(server: Server, path: str, method: str) -> dict[str, httpx.Response]
         )
     if method == "patch":
         errors["409"] = _request(server, path, method, _job(server, progress=50), json=body)
+    if method == "post":
+        # A retry key that already created a job from another request.
+        keyed = {**bearer(token()), "Idempotency-Key": f"openapi-{uuid.uuid4()}"}
+        _request(server, path, method, job, json=body, headers=keyed)
+        other = {**body, "inputs": [str(uuid.uuid4())]}
+        errors["409"] = _request(server, path, method, job, json=other, headers=keyed)
     return errors
 
 

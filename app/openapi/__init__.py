@@ -73,7 +73,13 @@ def _responses(operation: Operation) -> dict[str, Any]:
     }
     if operation.success == 201:
         success["headers"] = {
-            "Location": _header("The job's `url`.", {"type": "string", "format": "uri"})
+            "Location": _header("The job's `url`.", {"type": "string", "format": "uri"}),
+            rest.REPLAYED_HEADER: {
+                "description": "`true` when an `Idempotency-Key` had already created this "
+                "job: the answer is the first one again.",
+                "required": False,
+                "schema": {"type": "string", "enum": ["true"]},
+            },
         }
     responses[str(operation.success)] = success
     by_status: dict[int, list[type[AppError]]] = defaultdict(list)

@@ -12,6 +12,7 @@ from app.auth import READ, REPORT, WRITE
 from app.errors import (
     AppError,
     Forbidden,
+    IdempotencyKeyReused,
     InvalidInput,
     InvalidTransition,
     JobNotFound,
@@ -20,6 +21,7 @@ from app.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from app.jobs import idempotency
 from app.jobs.model import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 # Answered before any route runs (app.middleware.BodyLimit), to a request with a body.
@@ -40,6 +42,8 @@ ERROR_WHEN: dict[type[AppError], str] = {
     "deleted, or the progress is lower than before.",
     Unauthenticated: "No bearer token, or one that is malformed, expired or badly signed.",
     Forbidden: "The token lacks the scope this operation needs.",
+    IdempotencyKeyReused: f"The `{idempotency.HEADER}` already created a job from a "
+    "different request; nothing was created.",
     Unavailable: "The database cannot be reached right now; retry after `Retry-After` seconds.",
 }
 
@@ -69,6 +73,18 @@ def uuid_parameter(name: str, where: str, description: str) -> dict[str, Any]:
 
 
 JOB_ID = uuid_parameter("id", "path", "The job's id.")
+IDEMPOTENCY_KEY = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "description": "Makes the create safe to retry: the same key with the same request "
+    "answers the job it first created (201, the same body and `Location`, with "
+    f"`{rest.REPLAYED_HEADER}: true`) and creates nothing; with a different request, 409 "
+    f"`CONFLICT`. Keys are the tenant's, 1 to {idempotency.MAX_KEY_LENGTH} printable "
+    "characters, remembered for IDEMPOTENCY_KEY_TTL seconds (a day by default). Bare "
+    '(`abc`) or a quoted string (`"abc"`).',
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH},
+}
 
 OPERATIONS: dict[rest.Endpoint, Operation] = {
     rest.create: Operation(
@@ -76,9 +92,10 @@ OPERATIONS: dict[rest.Endpoint, Operation] = {
         "Create a job",
         "A new job is status 0, progress 0. Answers the job, and its `url` in `Location`.",
         WRITE,
-        BODY_ERRORS,
+        (*BODY_ERRORS, IdempotencyKeyReused),
         success=201,
         request="JobRequest",
+        parameters=(IDEMPOTENCY_KEY,),
     ),
     rest.listing: Operation(
         "listJobs",
