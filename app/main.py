@@ -66,9 +66,15 @@ def create_app(settings: Settings) -> Starlette:
             )
         try:
             await events.connect()
+
             # SIGTERM ends subscriptions (clients get `complete`) before uvicorn drops sockets.
+            async def drain() -> None:
+                await events.close_subscriptions()
+                # Streams over HTTP end once their operations have sent `complete`.
+                await graphql.streams.close()
+
             with (
-                drain_before_exit(events.close_subscriptions, timeout=CLOSE_TIMEOUT),
+                drain_before_exit(drain, timeout=CLOSE_TIMEOUT),
                 gc_thresholds(*GC_THRESHOLDS),
             ):
                 yield {"database": database, "events": events}
@@ -119,7 +125,8 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # PUT and DELETE: graphql-sse's single connection mode (app.graphql.streams).
+            Route("/graphql", graphql, methods=["GET", "POST", "PUT", "DELETE"]),
             WebSocketRoute("/graphql", graphql),
             *rest.routes,
             Route("/healthz", healthz),
@@ -175,8 +182,13 @@ def _middleware(settings: Settings, idle: IdleCollection) -> list[Middleware]:
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
-                allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Accept"],
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Accept",
+                    "X-GraphQL-Event-Stream-Token",
+                ],
                 expose_headers=["Location"],
                 max_age=600,
             )
