@@ -132,8 +132,7 @@ class Streams:
         operation = await self.view.parse_http_body(self.view.request_adapter_class(request))
         stream = HTTPStream(self.view, context, framing, self, distinct=True)
         self.open.add(stream)
-        stream.start("", operation)
-        await stream.run(send, request.receive)
+        await stream.run(send, request.receive, first=("", operation))
 
     async def _reserve(self, request: Request) -> Response:
         self._check_capacity()
@@ -194,7 +193,7 @@ class Streams:
             )
         if op_id in stream:
             raise RequestRefused(409, Conflict(f"operation {op_id!r} is already running"))
-        if len(stream) >= self.max_operations:
+        if stream.operation_count >= self.max_operations:
             raise RequestRefused(429, TooMany(limit_reached_message(self.max_operations)))
         stream.start(op_id, operation)
         return Response(status_code=202)

@@ -81,10 +81,15 @@ class HTTPStream(FastPath, TokenExpiry):
     def connected(self) -> bool:
         return self._send is not None
 
-    async def run(self, send: Send, receive: Receive) -> None:
-        """Start the response and carry frames until it is over or the client leaves."""
-        self._send = send
+    async def run(
+        self, send: Send, receive: Receive, first: tuple[str, GraphQLRequestData] | None = None
+    ) -> None:
+        """Start the response (then the `first` operation, if any) and carry frames until
+        it is over or the client leaves."""
         await send({"type": "http.response.start", "status": 200, "headers": self.framing.headers})
+        self._send = send
+        if first is not None:
+            self.start(*first)
         if self.framing.opening:
             self.outbox().write(HEARTBEAT, self.framing.opening, next(self._frames))
         self._watch_expiry()
@@ -140,7 +145,8 @@ class HTTPStream(FastPath, TokenExpiry):
 
     # -- operations ------------------------------------------------------------
 
-    def __len__(self) -> int:
+    @property
+    def operation_count(self) -> int:
         return len(self._operations)
 
     def __contains__(self, op_id: object) -> bool:
