@@ -415,21 +415,26 @@ async def test_apollo_multipart_wire_format(gateway: Server, jobs: JobsClient) -
 
 
 async def test_stream_limit_and_shutdown(tmp_path: Path) -> None:
-    """Past MAX_HTTP_STREAMS a stream is 503; SIGTERM completes the open ones."""
+    """Past MAX_HTTP_STREAMS a stream is 503; SIGTERM completes the open ones and ends
+    every response (a single connection stream with no operation too)."""
     server = start_server(
-        {"DATABASE_URL": f"sqlite:///{tmp_path}/jobs.db", "MAX_HTTP_STREAMS": "2"},
+        {"DATABASE_URL": f"sqlite:///{tmp_path}/jobs.db", "MAX_HTTP_STREAMS": "3"},
         tmp_path / "log",
     )
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=LIMIT) as http:
             job = await JobsClient(http).create()
             request = {"query": JOB_PROGRESS, "variables": {"id": job["id"]}}
+            reservation = (await http.put("/graphql")).text
             with anyio.fail_after(LIMIT):
                 async with (
                     http.stream("POST", "/graphql", json=request, headers={"accept": SSE}) as sse,
                     http.stream(
                         "POST", "/graphql", json=request, headers={"accept": MULTIPART}
                     ) as multipart,
+                    http.stream(
+                        "GET", "/graphql", headers={"accept": SSE, TOKEN_HEADER: reservation}
+                    ) as idle,
                 ):
                     events = sse_events(sse)
                     assert await anext(events) == ("next", {"data": {"jobProgress": job}})
@@ -445,6 +450,7 @@ async def test_stream_limit_and_shutdown(tmp_path: Path) -> None:
                     assert [event async for event in events] == [("complete", None)]
                     rest = first + b"".join([chunk async for chunk in chunks])
                     assert rest.endswith(b"\r\n--graphql--\r\n")
+                    assert [event async for event in sse_events(idle)] == []
         # uvicorn re-raises the signal once it has shut down: death by SIGTERM is clean.
         assert await anyio.to_thread.run_sync(server.process.wait) in (0, -signal.SIGTERM)
     finally:

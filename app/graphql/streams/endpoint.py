@@ -77,7 +77,10 @@ def _ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
 
 def stream_framing(accept: str | None) -> Framing | None:
     """The transport an Accept header asks for: graphql-sse, Apollo multipart, or neither."""
-    for media_range, params in _ranges(accept or ""):
+    lowered = (accept or "").lower()
+    if "event-stream" not in lowered and "multipart" not in lowered:
+        return None  # most requests: not worth parsing
+    for media_range, params in _ranges(lowered):
         if media_range == SSE:
             return DistinctSSE()
         if media_range == MULTIPART and params.get("subscriptionspec", "").startswith("1.0"):
