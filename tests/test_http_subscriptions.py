@@ -20,7 +20,8 @@ import pytest
 
 from support.servers import ROOT, Server, start_server
 from tests.jobs_client import JobsClient
-from tests.tokens import SECRET, bearer, token
+from tests.tokens import SECRET, auth_settings, bearer, token
+from tests.tokens import gateway as in_process
 from tests.wsclient import JOB_PROGRESS, JOB_UPDATES
 
 pytestmark = pytest.mark.anyio
@@ -457,3 +458,24 @@ async def test_stream_limit_and_shutdown(tmp_path: Path) -> None:
         server.stop()
     log = (tmp_path / "log").read_text()
     assert "Traceback" not in log, log
+
+
+def test_a_browser_on_an_allowed_origin_may_use_single_connection_mode(tmp_path: Path) -> None:
+    """CORS: graphql-sse's PUT and its token header pass the preflight."""
+    origin = "https://app.example.test"
+    with in_process(auth_settings(tmp_path, cors_origins=(origin,))) as client:
+        preflight = client.options(
+            "/graphql",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": "authorization, x-graphql-event-stream-token",
+            },
+        )
+        assert preflight.status_code == 200
+        assert "PUT" in preflight.headers["access-control-allow-methods"]
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert "x-graphql-event-stream-token" in allowed
+        reserved = client.put("/graphql", headers={"Origin": origin, **bearer(token())})
+        assert reserved.status_code == 201
+        assert reserved.headers["access-control-allow-origin"] == origin
