@@ -71,9 +71,15 @@ def create_app(settings: Settings) -> Starlette:
         try:
             await events.connect()
             sweeper.start()
+
             # SIGTERM ends subscriptions (clients get `complete`) before uvicorn drops sockets.
+            async def drain() -> None:
+                await events.close_subscriptions()
+                # Streams over HTTP end once their operations have sent `complete`.
+                await graphql.streams.close()
+
             with (
-                drain_before_exit(events.close_subscriptions, timeout=CLOSE_TIMEOUT),
+                drain_before_exit(drain, timeout=CLOSE_TIMEOUT),
                 gc_thresholds(*GC_THRESHOLDS),
             ):
                 yield {"database": database, "events": events}
@@ -125,7 +131,8 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # PUT and DELETE: graphql-sse's single connection mode (app.graphql.streams).
+            Route("/graphql", graphql, methods=["GET", "POST", "PUT", "DELETE"]),
             WebSocketRoute("/graphql", graphql),
             *rest.routes,
             openapi.route(settings.public_url),
@@ -182,8 +189,14 @@ def _middleware(settings: Settings, idle: IdleCollection) -> list[Middleware]:
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
-                allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Accept", idempotency.HEADER],
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Accept",
+                    "X-GraphQL-Event-Stream-Token",
+                    idempotency.HEADER,
+                ],
                 expose_headers=["Location", rest.REPLAYED_HEADER],
                 max_age=600,
             )

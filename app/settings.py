@@ -59,6 +59,9 @@ class Settings:
     shutdown_timeout: int = 20
     # WebSocket connections one process holds open at once; past it, refused (1013).
     max_websocket_connections: int = 10_000
+    # Subscription streams over HTTP (SSE, multipart, single-connection reservations)
+    # one process holds open at once; past it, refused (503).
+    max_http_streams: int = 10_000
     # Seconds a WebSocket client has to send `connection_init` (both protocols).
     websocket_init_timeout: int = 60
     # Seconds between two reads of the change feed (app.jobs.changes): a change whose
@@ -121,6 +124,7 @@ class Settings:
             max_websocket_connections=_int(
                 env, "MAX_WEBSOCKET_CONNECTIONS", defaults.max_websocket_connections
             ),
+            max_http_streams=_int(env, "MAX_HTTP_STREAMS", defaults.max_http_streams),
             websocket_init_timeout=_int(
                 env, "WEBSOCKET_INIT_TIMEOUT", defaults.websocket_init_timeout
             ),

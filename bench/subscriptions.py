@@ -5,7 +5,9 @@
                                             [--scenarios "one job,many jobs,updates"]
 
 For each N it starts, one at a time, the real gateway (uvicorn, open mode, a fresh
-SQLite file) and two bare Starlette apps (`bare_app` below: a set of sockets per job
+SQLite file; its subscribers on WebSocket, then again on graphql-sse: *gateway, SSE*,
+each a POST with `Accept: text/event-stream` on a connection of its own) and two
+bare Starlette apps (`bare_app` below: a set of sockets per job
 and a loop of `send_text`), each one process pinned to core 0, and connects N
 WebSocket clients from this process pinned to core 1 (a lean client: it counts
 frames and timestamps them, so the client core is not what is measured).
@@ -90,7 +92,14 @@ NEW_JOB = {
 # --- the bare baselines: a Starlette WebSocket broadcast --------------------------------
 
 # The servers, in the order they run and the table shows them.
-KINDS = {"bare": "bare", "stored": "bare, stored", "gateway": "gateway"}
+KINDS = {
+    "bare": "bare",
+    "stored": "bare, stored",
+    "gateway": "gateway",
+    "sse": "gateway, SSE",
+}
+# The kinds that are the gateway (over WebSocket, or over HTTP with graphql-sse).
+GATEWAYS = ("gateway", "sse")
 
 
 def bare_app(reused: Reused | None = None) -> Starlette:
@@ -179,6 +188,7 @@ def start(kind: str, deflate: bool, folder: Path) -> Server:
     port = free_port()
     target = {
         "gateway": ["app.main:app"],
+        "sse": ["app.main:app"],
         "bare": ["bench.subscriptions:bare_app", "--factory"],
         "stored": ["bench.subscriptions:bare_stored_app", "--factory"],
     }[kind]
@@ -199,6 +209,7 @@ def start(kind: str, deflate: bool, folder: Path) -> Server:
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         # N subscribers on their own connections, past the default 10,000 at N=10,000.
         "MAX_WEBSOCKET_CONNECTIONS": "100000",
+        "MAX_HTTP_STREAMS": "100000",
     }
     env.pop("AUTH_JWT_SECRET", None)
     if kind == "stored":  # the gateway's tables, on a file of its own
@@ -355,6 +366,67 @@ class Client(asyncio.Protocol):
         self.transport.write(frame(text))
 
 
+class SSEClient(Client):
+    """One subscriber over graphql-sse's distinct connections mode: a POST with
+    `Accept: text/event-stream`, then the chunked response's `next` events."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        operation = {"query": UPDATES} if self.bench.updates else {
+            "query": SUBSCRIBE, "variables": {"id": self.job}}  # fmt: skip
+        body = json.dumps(operation).encode()
+        transport.write(
+            f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{self.bench.port}\r\n"
+            "Accept: text/event-stream\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        self.events = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 200"):
+                self.subscribed.set_exception(
+                    ConnectionError(buffer[:200].decode(errors="replace"))
+                )
+                return
+            del buffer[: end + 4]
+            self.upgraded = True
+            self.messages = 1  # as a WebSocket's `connection_ack`: the snapshot is next
+            if self.bench.updates:
+                self.subscribed.set_result(None)
+        while True:  # chunked transfer coding: "<size hex>\r\n<data>\r\n"
+            line = buffer.find(b"\r\n")
+            if line < 0:
+                break
+            size = int(buffer[:line], 16)
+            if len(buffer) < line + 2 + size + 2:
+                break
+            self.events += buffer[line + 2 : line + 2 + size]
+            del buffer[: line + 2 + size + 2]
+        events = self.events
+        while (end := events.find(b"\n\n")) >= 0:
+            event = bytes(events[:end])
+            del events[: end + 2]
+            if not event.startswith(b"event: next"):
+                continue
+            self.messages += 1
+            if self.messages == 2 and not self.bench.updates:
+                self.subscribed.set_result(None)
+                continue
+            if self.check:
+                payload = event.split(b"\ndata: ", 1)[1].decode()
+                self.seen.append(f'{{"payload":{payload}}}')
+            self.bench.arrived(self.job, now)
+
+
 @dataclass
 class Result:
     kind: str
@@ -392,7 +464,8 @@ class Bench:
         for start_at in range(0, n, CONNECTING_AT_ONCE):
             batch = []
             for index in range(start_at, min(n, start_at + CONNECTING_AT_ONCE)):
-                client = Client(self, jobs[index % len(jobs)], check=index % 997 == 0)
+                kind = SSEClient if self.kind == "sse" else Client
+                client = kind(self, jobs[index % len(jobs)], check=index % 997 == 0)
                 batch.append(client)
                 await loop.create_connection(lambda c=client: c, "127.0.0.1", self.port)  # type: ignore[misc]
             async with asyncio.timeout(STEP_LIMIT):
@@ -463,7 +536,7 @@ async def create_jobs(reporter: Reporter, count: int) -> list[str]:
     kind = reporter.server.kind
     if kind == "bare":
         return [str(uuid.uuid4()) for _ in range(count)]
-    path = "/encoding/jobs" if kind == "gateway" else "/jobs"
+    path = "/encoding/jobs" if kind in GATEWAYS else "/jobs"
     body = json.dumps(NEW_JOB).encode()
     return [json.loads(await reporter.post(path, body))["id"] for _ in range(count)]
 
@@ -481,7 +554,7 @@ def next_message(job: str, progress: int, updated: datetime | None = None) -> st
 
 async def report(reporter: Reporter, job: str, progress: int) -> None:
     kind = reporter.server.kind
-    if kind == "gateway":
+    if kind in GATEWAYS:
         body = {"query": REPORT, "variables": {"id": job, "progress": progress}}
         answer = await reporter.post("/graphql", json.dumps(body).encode())
         assert b'"errors"' not in answer, answer
@@ -508,7 +581,7 @@ async def measure(
         warm.close()
         await asyncio.sleep(0.5)
         before = server.rss_kib()
-        bench.updates = scenario == "updates" and kind == "gateway"
+        bench.updates = scenario == "updates" and kind in GATEWAYS
         await bench.connect(jobs, n)
         first = 1
         while bench.updates and any(client.messages < 2 for client in bench.clients):
@@ -616,7 +689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--servers",
         default=",".join(KINDS),
-        help="of bare (the broadcast alone), stored (bare, storing each report first), gateway",
+        help="of bare (the broadcast alone), stored (bare, storing each report first), "
+        "gateway (WebSocket), sse (the gateway over graphql-sse)",
     )
     args = parser.parse_args(argv)
 

@@ -148,7 +148,12 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         if media_type is None:
             return self._refusal(
                 RequestRefused(
-                    406, BadRequest(f"Accept: answers are {JSON} or {GRAPHQL_RESPONSE}")
+                    406,
+                    BadRequest(
+                        f"Accept: answers are {JSON} or {GRAPHQL_RESPONSE}; subscriptions "
+                        "also stream as text/event-stream (graphql-sse) or multipart/mixed;"
+                        'subscriptionSpec="1.0" (Apollo), or over WebSocket'
+                    ),
                 ),
                 JSON,
             )
@@ -260,8 +265,9 @@ def _refusal_for(
             return RequestRefused(
                 400,
                 BadRequest(
-                    "subscriptions are served over WebSocket at /graphql "
-                    "(graphql-transport-ws or graphql-ws), not over HTTP"
+                    "subscriptions need a streaming answer: Accept: text/event-stream "
+                    '(graphql-sse) or multipart/mixed;subscriptionSpec="1.0" (Apollo), '
+                    "or WebSocket at /graphql (graphql-transport-ws or graphql-ws)"
                 ),
             )
         return RequestRefused(400, BadRequest(cause.as_http_error_reason(method)))

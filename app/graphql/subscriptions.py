@@ -1,4 +1,4 @@
-"""Live jobs over WebSocket: one job's progress, or every change the caller may see."""
+"""Live jobs (over WebSocket or HTTP): one job's progress, or every change the caller may see."""
 
 from __future__ import annotations
 
@@ -30,7 +30,10 @@ class _AsJobs:
         await self._stream.aclose()
 
 
-@strawberry.type(description="Live updates, over WebSocket (graphql-transport-ws or graphql-ws).")
+@strawberry.type(
+    description="Live updates, over WebSocket (graphql-transport-ws or graphql-ws) or HTTP "
+    "(graphql-sse, or Apollo multipart subscriptions)."
+)
 class Subscription:
     # Plain coroutines returning a stream (not async generators): an unknown job is
     # refused before the stream starts, so the client gets a protocol `error` message.

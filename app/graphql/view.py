@@ -7,6 +7,7 @@ from datetime import timedelta
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
@@ -14,6 +15,7 @@ from strawberry.types.unset import UnsetType
 from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.http import GraphQLOverHTTP
+from app.graphql.streams import Streams
 from app.graphql.ws import Fanout, LegacyWSHandler, Plans, TransportWSHandler
 from app.settings import Settings
 from app.web.graphiql import LocalGraphiQL
@@ -29,7 +31,8 @@ def _json_text(data: object) -> str:
 
 
 class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
-    """GraphQL over HTTP (rules in app.graphql.http) and over WebSocket at /graphql."""
+    """GraphQL over HTTP (rules in app.graphql.http), subscriptions over HTTP
+    (graphql-sse and Apollo multipart: app.graphql.streams) and over WebSocket at /graphql."""
 
     # strawberry's handlers, with `jobProgress` and `jobUpdates` fanned out (app.graphql.ws).
     graphql_transport_ws_handler_class = TransportWSHandler
@@ -69,6 +72,17 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
             if settings.fast_paths
             else None
         )
+
+        # Subscriptions over HTTP: graphql-sse (both modes) and Apollo multipart.
+        self.streams = Streams(self, settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope, receive)
+            if self.streams.wanted(request):
+                await self.streams.respond(request, send)
+                return
+        await super().__call__(scope, receive, send)
 
     def encode_json(self, data: object) -> str | bytes:
         return _json_text(data)

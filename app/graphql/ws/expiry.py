@@ -1,7 +1,9 @@
-"""A WebSocket connection lives no longer than the token it was opened with.
+"""A WebSocket connection (or a subscription stream over HTTP) lives no longer than
+the token it was opened with.
 
 When the token expires the connection is closed (each protocol says how, in its
-handler's `_close_expired`), and the client connects again with a fresh one.
+handler's `_close_expired`; app.graphql.streams.stream for HTTP), and the client
+connects again with a fresh one.
 """
 
 from __future__ import annotations

@@ -29,7 +29,9 @@ from app.jobs.mailbox import FELL_BEHIND
 
 
 class FastPath:
-    """Serving `jobProgress` and `jobUpdates` by fan-out, for either protocol's handler."""
+    """Serving `jobProgress` and `jobUpdates` by fan-out, for either WebSocket protocol's
+    handler and for streams over HTTP (app.graphql.streams): each says how its frames
+    look (`next_frame`, `complete_frame`) and where they go (`outbox`)."""
 
     # The GraphQLView: its `Plans`, and its `Fanout` (None: FAST_PATHS off).
     view: Any
@@ -155,15 +157,23 @@ class FastPath:
         group.join(subscriber)
         self._fast[op_id] = subscriber
 
+    def next_frame(self, op_id: str, payload: str) -> str:
+        """The protocol's `next` message of the operation, around a JSON `payload`."""
+        before, middle, after = self._next
+        return f"{before}{orjson.dumps(op_id).decode()}{middle}{payload}{after}"
+
+    def complete_frame(self, op_id: str) -> str:
+        """The protocol's `complete` message of the operation."""
+        before, after = self._complete
+        return f"{before}{orjson.dumps(op_id).decode()}{after}"
+
     def outbox(self) -> Outbox:
         if self._outbox is None:
             self._outbox = Outbox(self.websocket.ws.send_text)
         return self._outbox
 
     def send_next(self, subscriber: Subscriber, payload: str, job: Hashable = None) -> None:
-        before, middle, after = self._next
-        quoted = orjson.dumps(subscriber.id).decode()
-        frame = f"{before}{quoted}{middle}{payload}{after}"
+        frame = self.next_frame(subscriber.id, payload)
         if not self.outbox().write(subscriber.id, frame, job):
             # Behind on too many jobs (`jobUpdates`), as a `Mailbox` would be.
             self.interrupt(subscriber, FELL_BEHIND)
@@ -185,9 +195,7 @@ class FastPath:
             del self._fast[subscriber.id]
             self._forget(subscriber.id)
         subscriber.group.leave(subscriber)
-        before, after = self._complete
-        quoted = orjson.dumps(subscriber.id).decode()
-        self.outbox().write(subscriber.id, f"{before}{quoted}{after}", final=True)
+        self.outbox().write(subscriber.id, self.complete_frame(subscriber.id), final=True)
 
     def _stop(self, op_id: str) -> Subscriber | None:
         """The client ended the operation (or left): forget it, send nothing more."""

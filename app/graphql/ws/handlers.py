@@ -58,10 +58,14 @@ def close_reason(text: str) -> str:
     return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
+def limit_reached_message(limit: int | None) -> str:
+    """What a connection (or a graphql-sse reservation) past its limit is told."""
+    return f"subscription limit reached: one connection runs at most {limit} operations at a time"
+
+
 def _limit_reached(limit: int | None) -> GraphQLFormattedError:
     return GraphQLError(
-        f"subscription limit reached: one connection runs at most {limit} operations at a time",
-        extensions={"code": QUERY_TOO_COMPLEX},
+        limit_reached_message(limit), extensions={"code": QUERY_TOO_COMPLEX}
     ).formatted
 
 

@@ -54,6 +54,12 @@ class Outbox:
         """Forget what waits for `op` (its client ended it)."""
         self._waiting.pop(op, None)
 
+    async def flushed(self) -> None:
+        """Wait until every frame written so far has been handed to the transport
+        (an HTTP stream waits so before it ends, and its own path for backpressure)."""
+        while self._writing is not None and not self.closed:
+            await asyncio.wait({self._writing})
+
     async def close(self) -> None:
         self.closed = True
         self._waiting.clear()
