@@ -1,7 +1,8 @@
 """Who may do what: every credential against every query, mutation and REST route.
 
-Missing or bad tokens are UNAUTHENTICATED / 401; a valid token without the
-operation's scope is FORBIDDEN / 403; and a refused request changes nothing.
+Missing or bad tokens are UNAUTHENTICATED / 401 (GraphQL too: refused before it runs);
+a valid token without the operation's scope is FORBIDDEN (403 over REST, an error in
+the GraphQL result); and a refused request changes nothing.
 """
 
 from __future__ import annotations
@@ -112,13 +113,23 @@ def test_graphql(client: TestClient, database: Path, operation: str, credential:
         "/graphql", json={"query": document, "variables": variables(job_id)}, headers=headers
     )
 
-    assert response.status_code == 200
     body = response.json()
     code = expected(granted, needed)
     if code is None:
+        assert response.status_code == 200
         assert "errors" not in body, body
         assert body["data"]
+    elif code == "UNAUTHENTICATED":
+        # Refused before it runs, as REST refuses it: 401, the challenge, no `data`.
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith('Bearer realm="jobs"')
+        assert body == {
+            "errors": [{"message": body["errors"][0]["message"], "extensions": {"code": code}}]
+        }
+        assert snapshot(database) == before
     else:
+        # A scope the token lacks is an error inside the executed operation.
+        assert response.status_code == 200
         assert [error["extensions"]["code"] for error in body["errors"]] == [code]
         # Nullable `job` answers {"job": null}; the others null the whole `data`.
         assert not any((body["data"] or {}).values())
