@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from app.urls import served_url
 from support.servers import ROOT, free_port
 from tests.tokens import JOB_INPUT
 
@@ -65,3 +66,30 @@ def test_uvicorn_run_directly_on_every_interface(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ({"scheme": "http", "server": ("127.0.0.1", 18521)}, "http://127.0.0.1:18521"),
+        ({"scheme": "https", "server": ("10.0.0.7", 443)}, "https://10.0.0.7"),
+        ({"scheme": "ws", "server": ("::1", 8000)}, "http://[::1]:8000"),
+        ({"scheme": "wss", "server": ("api.example.test", 443)}, "https://api.example.test"),
+        # A Unix socket has no address: the Host header, if it is only a host and port.
+        (
+            {
+                "scheme": "http",
+                "server": ("/run/jobs.sock", None),
+                "headers": [(b"host", b"jobs.internal:8080")],
+            },
+            "http://jobs.internal:8080",
+        ),
+        (
+            {"scheme": "http", "server": None, "headers": [(b"host", b"evil.test/x?y")]},
+            "http://localhost",
+        ),
+    ],
+    ids=["ipv4", "https default port", "ipv6 websocket", "wss name", "unix socket", "bad host"],
+)
+def test_the_served_address_as_a_url(scope: dict[str, object], expected: str) -> None:
+    assert served_url(scope) == expected
