@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 
-from app.errors import Unauthenticated
+from app.errors import InvalidToken, Unauthenticated
 from app.settings import Settings, public_key_algorithm
 
 READ = "jobs:read"
@@ -23,6 +23,9 @@ WRITE = "jobs:write"
 REPORT = "jobs:report"
 SCOPES = (READ, WRITE, REPORT)
 ALL_SCOPES = frozenset(SCOPES)
+
+# What every challenge names (RFC 7235 §2.2).
+REALM = "jobs"
 
 # The tenant column holds at most this many characters.
 MAX_TENANT_LENGTH = 200
@@ -64,15 +67,17 @@ class TokenVerifier:
             raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() != "bearer":
             raise Unauthenticated("Authorization must be 'Bearer <token>'")
+        if not token:
+            raise InvalidToken("Authorization must be 'Bearer <token>'")
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
         except jwt.PyJWTError:
-            raise Unauthenticated("token is malformed") from None
+            raise InvalidToken("token is malformed") from None
         key = self.keys.get(algorithm) if isinstance(algorithm, str) else None
         if key is None or not isinstance(algorithm, str):
-            raise Unauthenticated(f"token algorithm {algorithm!r} is not accepted")
+            raise InvalidToken(f"token algorithm {algorithm!r} is not accepted")
         try:
             claims = jwt.decode(
                 token,
@@ -83,32 +88,51 @@ class TokenVerifier:
                 options={"require": ["exp", "sub", "tenant"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("token has expired") from None
+            raise InvalidToken("token has expired") from None
         except jwt.InvalidSignatureError:
-            raise Unauthenticated("token signature is invalid") from None
+            raise InvalidToken("token signature is invalid") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise Unauthenticated(f"token lacks the {exc.claim!r} claim") from None
+            raise InvalidToken(f"token lacks the {exc.claim!r} claim") from None
         except jwt.PyJWTError as exc:
-            raise Unauthenticated(f"token is invalid: {exc}") from None
+            raise InvalidToken(f"token is invalid: {exc}") from None
         return _caller(claims)
+
+
+def challenge(error: Unauthenticated) -> dict[str, str]:
+    """The header of every HTTP 401, REST and GraphQL alike (RFC 6750 §3).
+
+    A request with no bearer token is told one is needed, with no error code (as the
+    RFC asks: it may not have known); a token that was sent and refused (malformed,
+    expired, wrongly signed: `InvalidToken`) adds `error="invalid_token"` and why, which
+    is what a client's middleware reads to refresh its token and retry.
+    """
+    value = f'Bearer realm="{REALM}"'
+    if isinstance(error, InvalidToken):
+        value += f', error="invalid_token", error_description="{_quotable(error.message)}"'
+    return {"WWW-Authenticate": value}
+
+
+def _quotable(text: str) -> str:
+    # RFC 6750 §3: error_description is printable ASCII without '"' and '\'.
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
 
 
 def _caller(claims: dict[str, Any]) -> Caller:
     tenant, subject, scope = claims["tenant"], claims["sub"], claims.get("scope", "")
     if not isinstance(tenant, str) or not 0 < len(tenant) <= MAX_TENANT_LENGTH:
-        raise Unauthenticated(f"token claim 'tenant' must be a string of 1..{MAX_TENANT_LENGTH}")
+        raise InvalidToken(f"token claim 'tenant' must be a string of 1..{MAX_TENANT_LENGTH}")
     if not isinstance(subject, str):
-        raise Unauthenticated("token claim 'sub' must be a string")
+        raise InvalidToken("token claim 'sub' must be a string")
     for name, value in (("tenant", tenant), ("sub", subject)):
         if not printable(value):
-            raise Unauthenticated(f"token claim {name!r} must be printable text")
+            raise InvalidToken(f"token claim {name!r} must be printable text")
     if not isinstance(scope, str):
-        raise Unauthenticated("token claim 'scope' must be a space-separated string")
+        raise InvalidToken("token claim 'scope' must be a space-separated string")
     # pyjwt compares int(claim) with the time, so it takes "9999999999" too; what it
     # checked must be what a WebSocket's expiry is timed by: a JSON number.
     for name in ("exp", "nbf", "iat"):
         if name in claims and not _numeric_date(claims[name]):
-            raise Unauthenticated(f"token claim {name!r} must be a number (seconds since 1970)")
+            raise InvalidToken(f"token claim {name!r} must be a number (seconds since 1970)")
     # Scopes meant for other services (an identity provider's "openid" …) are ignored.
     return Caller(
         tenant=tenant,

@@ -163,8 +163,10 @@ REACHES: tuple[Reach, ...] = (
         "strawberry-graphql",
         "strawberry.schema.schema:Schema",
         ("_schema",),
-        "app/graphql/limits.py, app/graphql/ws/plan.py, app/graphql/ws/groups.py",
-        "the graphql-core schema documents are validated against (no public accessor)",
+        "app/graphql/limits.py, app/graphql/ws/plan.py, app/graphql/ws/groups.py, "
+        "app/graphql/schema.py",
+        "the graphql-core schema documents are validated against (no public accessor);"
+        " its built-in directives made readable by graphql-js 16 tools",
     ),
     Reach(
         "strawberry-graphql",

@@ -50,8 +50,16 @@ class IdempotencyKeyReused(AppError):
 
 
 class Unauthenticated(AppError):
+    """No bearer token, or not one that can be trusted (`InvalidToken`): 401 over HTTP,
+    with the challenge `app.auth.challenge` gives."""
+
     code = "UNAUTHENTICATED"
     http_status = 401
+
+
+class InvalidToken(Unauthenticated):
+    """A bearer token was sent, but it is malformed, expired, wrongly signed or its
+    claims are unusable: the client should get a new one (RFC 6750 `invalid_token`)."""
 
 
 class Forbidden(AppError):

@@ -135,7 +135,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST", "PUT", "DELETE"]),
             WebSocketRoute("/graphql", graphql),
             *rest.routes,
-            openapi.route(settings.public_url),
+            openapi.route(settings),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *web.routes(settings),

@@ -127,8 +127,10 @@ class LoopbackOnly:
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.hosts = {"localhost", urlsplit(settings.public_url).hostname or "localhost"}
-        self.origins = {*settings.cors_origins, settings.public_url}
+        # Unset, PUBLIC_URL is the served (loopback) address itself: nothing to add.
+        public = settings.public_url
+        self.hosts = {"localhost", (urlsplit(public).hostname if public else None) or "localhost"}
+        self.origins = {*settings.cors_origins, *([public] if public else [])}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):

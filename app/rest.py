@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app import media
+from app.auth import challenge
 from app.errors import (
     AppError,
     InvalidInput,
@@ -25,6 +26,7 @@ from app.jobs import idempotency, model
 from app.jobs.model import Job, JobStatus, format_timestamp, parse_uuid
 from app.jobs.service import Jobs
 from app.responses import error_response
+from app.urls import public_url
 
 REQUEST_KEYS = ("inputs", "profile", "video")
 PATCH_KEYS = ("progress", "status")
@@ -36,11 +38,11 @@ RETRY_AFTER_SECONDS = 1
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def job_response(job: Job, public_url: str) -> dict[str, Any]:
+def job_response(job: Job, base_url: str) -> dict[str, Any]:
     """The documented response object, exactly these keys."""
     return {
         "id": str(job.id),
-        "url": job.url(public_url),
+        "url": job.url(base_url),
         "status": int(job.status),
         "progress": job.progress,
         "profile": str(job.profile),
@@ -56,7 +58,7 @@ async def app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     response = error_response(exc.http_status, exc.code, exc.message)
     if isinstance(exc, Unauthenticated):
-        response.headers["WWW-Authenticate"] = 'Bearer realm="jobs"'
+        response.headers.update(challenge(exc))
     elif isinstance(exc, Unavailable):
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
@@ -160,12 +162,12 @@ async def create(request: Request) -> Response:
     )
     idempotency_key = idempotency.from_header(request.headers.getlist(idempotency.HEADER))
     created = await jobs.create(new, idempotency_key, key_field=idempotency.HEADER_FIELD)
-    public_url = request.app.state.settings.public_url
-    headers = {"Location": created.job.url(public_url)}
+    base_url = _base_url(request)
+    headers = {"Location": created.job.url(base_url)}
     if created.replayed:
         # The same answer as the first request's (the job as created), marked as a replay.
         headers[REPLAYED_HEADER] = "true"
-    return JSONResponse(job_response(created.job, public_url), status_code=201, headers=headers)
+    return JSONResponse(job_response(created.job, base_url), status_code=201, headers=headers)
 
 
 async def read(request: Request) -> Response:
@@ -174,7 +176,7 @@ async def read(request: Request) -> Response:
     job = await jobs.get(job_id)
     if job is None:
         raise JobNotFound(job_id)
-    return JSONResponse(job_response(job, request.app.state.settings.public_url))
+    return JSONResponse(job_response(job, _base_url(request)))
 
 
 async def listing(request: Request) -> Response:
@@ -194,10 +196,10 @@ async def listing(request: Request) -> Response:
         include_deleted=_query_bool(request, "include_deleted"),
     )
     page = await jobs.list(job_filter, limit, after)
-    public_url = request.app.state.settings.public_url
+    base_url = _base_url(request)
     return JSONResponse(
         {
-            "jobs": [job_response(job, public_url) for job in page.jobs],
+            "jobs": [job_response(job, base_url) for job in page.jobs],
             "next_cursor": jobs.cursor(page.jobs[-1]) if page.has_next else None,
         }
     )
@@ -206,7 +208,7 @@ async def listing(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     jobs = _jobs(request)
     job = await jobs.delete(_path_id(request))
-    return JSONResponse(job_response(job, request.app.state.settings.public_url))
+    return JSONResponse(job_response(job, _base_url(request)))
 
 
 async def patch(request: Request) -> Response:
@@ -219,7 +221,12 @@ async def patch(request: Request) -> Response:
     progress = _int("progress", body["progress"]) if "progress" in body else None
     status = _status("status", body["status"]) if "status" in body else None
     job = await jobs.update_progress(job_id, progress, status)
-    return JSONResponse(job_response(job, request.app.state.settings.public_url))
+    return JSONResponse(job_response(job, _base_url(request)))
+
+
+def _base_url(request: Request) -> str:
+    """What each job's `url` starts with: PUBLIC_URL or this request's served address."""
+    return public_url(request.app.state.settings, request.scope)
 
 
 def _jobs(request: Request) -> Jobs:

@@ -17,7 +17,8 @@ class SettingsError(ValueError):
 class Settings:
     database_url: str = "sqlite:///./jobs.db"
     broadcast_url: str = "memory://"
-    public_url: str = "http://127.0.0.1:8000"
+    # Unset (None): each request's own served address (app/urls.py).
+    public_url: str | None = None
     auth_jwt_secret: str | None = None
     # PEM text of an identity provider's RS256/ES256 public key (AUTH_JWT_PUBLIC_KEY
     # holds the PEM itself or a path to a PEM file).
@@ -86,7 +87,7 @@ class Settings:
         settings = cls(
             database_url=env.get("DATABASE_URL") or defaults.database_url,
             broadcast_url=env.get("BROADCAST_URL") or defaults.broadcast_url,
-            public_url=(env.get("PUBLIC_URL") or defaults.public_url).rstrip("/"),
+            public_url=(env.get("PUBLIC_URL") or "").strip().rstrip("/") or None,
             auth_jwt_secret=env.get("AUTH_JWT_SECRET") or None,
             auth_jwt_public_key=_public_key(env.get("AUTH_JWT_PUBLIC_KEY") or None),
             auth_jwt_audience=env.get("AUTH_JWT_AUDIENCE") or None,
@@ -143,7 +144,7 @@ class Settings:
     def validate(self) -> None:
         _check_database_url(self.database_url)
         _check_broadcast_url(self.broadcast_url)
-        public = urlsplit(self.public_url)
+        public = urlsplit(self.public_url or "http://unset")
         if public.scheme not in ("http", "https") or not public.netloc:
             raise SettingsError(
                 f"PUBLIC_URL must be an absolute http(s) URL such as https://api.example.test, "

@@ -1,7 +1,8 @@
 """Who may do what: every credential against every query, mutation and REST route.
 
-Missing or bad tokens are UNAUTHENTICATED / 401; a valid token without the
-operation's scope is FORBIDDEN / 403; and a refused request changes nothing.
+Missing or bad tokens are UNAUTHENTICATED / 401 (GraphQL too: refused before it runs);
+a valid token without the operation's scope is FORBIDDEN (403 over REST, an error in
+the GraphQL result); and a refused request changes nothing.
 """
 
 from __future__ import annotations
@@ -112,13 +113,23 @@ def test_graphql(client: TestClient, database: Path, operation: str, credential:
         "/graphql", json={"query": document, "variables": variables(job_id)}, headers=headers
     )
 
-    assert response.status_code == 200
     body = response.json()
     code = expected(granted, needed)
     if code is None:
+        assert response.status_code == 200
         assert "errors" not in body, body
         assert body["data"]
+    elif code == "UNAUTHENTICATED":
+        # Refused before it runs, as REST refuses it: 401, the challenge, no `data`.
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith('Bearer realm="jobs"')
+        assert body == {
+            "errors": [{"message": body["errors"][0]["message"], "extensions": {"code": code}}]
+        }
+        assert snapshot(database) == before
     else:
+        # A scope the token lacks is an error inside the executed operation.
+        assert response.status_code == 200
         assert [error["extensions"]["code"] for error in body["errors"]] == [code]
         # Nullable `job` answers {"job": null}; the others null the whole `data`.
         assert not any((body["data"] or {}).values())
@@ -184,3 +195,47 @@ def test_graphiql_page_and_introspection_need_no_token(client: TestClient) -> No
     assert "<html" in page.text.lower()
     typename = client.post("/graphql", json={"query": "{ __schema { queryType { name } } }"})
     assert typename.json() == {"data": {"__schema": {"queryType": {"name": "Query"}}}}
+
+
+@pytest.mark.parametrize(
+    ("document", "runs"),
+    [
+        ("{ __typename }", True),
+        (
+            'query Tools { __type(name: "Job") { name } ...Root }  fragment Root on Query { __schema { queryType { name } } }',
+            True,
+        ),
+        ("{ ... on Query { __typename } }", True),
+        ("{ __typename jobs { totalCount } }", False),
+        ("{ ...Jobs } fragment Jobs on Query { jobs { totalCount } }", False),
+        ('query A { __typename } mutation B { deleteJob(id: "x") { id } }', False),
+        ("{ __schema { ", False),
+    ],
+    ids=["typename", "fragment", "inline", "mixed", "spread", "two operations", "unparsable"],
+)
+def test_only_introspection_runs_without_a_token(
+    client: TestClient, document: str, runs: bool
+) -> None:
+    for accept in ("application/json", "application/graphql-response+json"):
+        response = client.post("/graphql", json={"query": document}, headers={"Accept": accept})
+        if runs:
+            assert response.status_code == 200
+            assert "errors" not in response.json()
+        else:
+            # Authentication first: a stranger learns nothing about the document's faults.
+            assert response.status_code == 401
+            assert response.headers["WWW-Authenticate"] == 'Bearer realm="jobs"'
+            assert response.headers["content-type"].startswith(accept)
+            assert [e["extensions"]["code"] for e in response.json()["errors"]] == [
+                "UNAUTHENTICATED"
+            ]
+
+
+def test_the_challenge_says_why_a_token_was_refused(client: TestClient) -> None:
+    response = client.post(
+        "/graphql", json={"query": "{ jobs { totalCount } }"}, headers=bearer(expired_token())
+    )
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="jobs", error="invalid_token", error_description="token has expired"'
+    )

@@ -230,7 +230,11 @@ async def test_refused_before_the_stream_starts_without_a_valid_token(gateway: S
                     headers={"accept": accept, **headers},
                 )
                 assert response.status_code == 401
-                assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+                # The same challenge as GraphQL over HTTP and REST (app.auth.challenge):
+                # a token that was sent and refused is `invalid_token`, a missing one is not.
+                challenge = response.headers["www-authenticate"]
+                assert challenge.startswith('Bearer realm="jobs"')
+                assert ('error="invalid_token"' in challenge) == bool(headers)
                 error = response.json()["errors"][0]
                 assert error["extensions"]["code"] == "UNAUTHENTICATED"
         reserve = await http.put("/graphql")

@@ -1,8 +1,10 @@
 """Hostile GraphQL documents: refused as QUERY_TOO_COMPLEX, cheaply, on every path.
 
-A real uvicorn process with AUTH_JWT_SECRET set; POST and GET without a token, and
-WebSocket subscriptions over both subprotocols (a socket needs a token to open: one
-without `jobs:read`, so a document checked before authorization says so).
+A real uvicorn process with AUTH_JWT_SECRET set; POST and GET, and WebSocket
+subscriptions over both subprotocols. Introspection documents are sent without a
+token (they need none); others with a token without `jobs:read`, so a document
+checked before authorization says so (without any token they are 401 before they are
+parsed past the length and token caps: app.graphql.http.refuse_unauthenticated).
 """
 
 from __future__ import annotations
@@ -63,9 +65,11 @@ def server(tmp_path: Path) -> Iterator[Server]:
     running.stop()
 
 
-def post_and_get(server: Server, query: str) -> list[dict[str, Any]]:
-    """The answers to `query` over POST and GET, without a token."""
-    with httpx.Client(base_url=server.url, timeout=LIMIT) as http:
+def post_and_get(
+    server: Server, query: str, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The answers to `query` over POST and GET, without a token unless given one."""
+    with httpx.Client(base_url=server.url, timeout=LIMIT, headers=headers) as http:
         posted = http.post("/graphql", json={"query": query})
         got = http.get("/graphql", params={"query": query})
     bodies = []
@@ -115,7 +119,7 @@ async def test_a_document_too_long_is_refused_before_it_is_parsed(tmp_path: Path
     )
     try:
         literal = "x" * 2000
-        for body in post_and_get(server, f'{{ job(id: "{literal}") {{ id }} }}'):
+        for body in post_and_get(server, f'{{ job(id: "{literal}") {{ id }} }}', NOT_A_READER):
             assert codes(body) == ["QUERY_TOO_COMPLEX"], body
             assert "MAX_QUERY_LENGTH" in body["errors"][0]["message"]
             assert literal not in str(body)  # nor echoed back
@@ -135,7 +139,7 @@ async def test_depth_counts_introspection_and_nesting_the_parser_refuses(
     for allowed in post_and_get(server, of_type_chain(14)):
         assert allowed == {"data": {"__type": {"ofType": None}}}
     for query in (of_type_chain(15), of_type_chain(100), of_type_chain(700), nested_jobs(700)):
-        for body in post_and_get(server, query):
+        for body in post_and_get(server, query, NOT_A_READER):
             assert codes(body) == ["QUERY_TOO_COMPLEX"], (query[:40], body)
             assert "data" not in body
     for protocol in PROTOCOLS:
@@ -170,7 +174,9 @@ def test_selections_count_fragments_once_per_spread(tmp_path: Path) -> None:
         body = client.post("/graphql", json={"query": cycle}).json()
         assert set(codes(body)) == {"GRAPHQL_VALIDATION_FAILED"}
         assert "Cannot spread fragment 'A' within itself" in body["errors"][0]["message"]
-        unknown = client.post("/graphql", json={"query": "{ ...Nowhere }"}).json()
+        unknown = client.post(
+            "/graphql", json={"query": "{ ...Nowhere }"}, headers=NOT_A_READER
+        ).json()
         assert codes(unknown) == ["GRAPHQL_VALIDATION_FAILED"]
 
 

@@ -17,7 +17,8 @@ def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.database_url == "sqlite:///./jobs.db"
     assert settings.broadcast_url == "memory://"
-    assert settings.public_url == "http://127.0.0.1:8000"
+    # Unset: each job's url follows the address served (tests/test_public_url.py).
+    assert settings.public_url is None
 
 
 def test_fast_paths_are_on_unless_turned_off() -> None:

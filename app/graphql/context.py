@@ -27,11 +27,15 @@ class Context:
     database: Database
     events: JobEvents
     cursors: CursorCodec
-    # Who is calling; None with `auth_problem` saying why when the token is missing
-    # or bad. Resolvers fail only when they reach for `jobs`, so the GraphiQL page
-    # and introspection need no token.
+    # Who is calling; None with `auth_error` saying why when the token is missing or
+    # bad. Over HTTP such a request is refused (401) before it runs unless it asks for
+    # introspection only (app.graphql.http.refuse_unauthenticated); resolvers fail when
+    # they reach for `jobs`, so nothing else can slip through.
     caller: Caller | None
-    auth_problem: str = "authentication required"
+    auth_error: Unauthenticated | None = None
+    # What each job's `url` starts with: PUBLIC_URL, or where this request arrived
+    # (app/urls.py).
+    public_url: str = ""
     # The `connection_init` payload of a WebSocket connection (set by strawberry).
     connection_params: dict[str, Any] | None = None
 
@@ -39,7 +43,7 @@ class Context:
     def jobs(self) -> Jobs:
         """The caller's jobs: their tenant only, their token's scopes only."""
         if self.caller is None:
-            raise Unauthenticated(self.auth_problem)
+            raise self.unauthenticated()
         return Jobs.for_caller(
             self.database,
             self.events,
@@ -47,6 +51,12 @@ class Context:
             self.caller,
             key_ttl=self.settings.idempotency_key_ttl,
         )
+
+    def unauthenticated(self) -> Unauthenticated:
+        """Why there is no caller, as a fresh error (its class says whether a token was sent)."""
+        if self.auth_error is None:
+            return Unauthenticated("authentication required")
+        return type(self.auth_error)(self.auth_error.message)
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

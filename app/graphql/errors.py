@@ -56,11 +56,23 @@ _ABORTED_SAYS = (
 
 # graphql-core's messages for a value of the wrong shape (literal or variable).
 _BAD_VALUE = re.compile(
-    r"^(Expected value of type|Field '[^']+' of required type|Field '[^']+' is not defined"
+    r"^(Expected value of type|Expected value of non-null type|Expected variable '\$[^']+' provided"
+    r"|Field '[^']+' of required type|Field '[^']+' is not defined"
     r"|Variable '\$[^']+' (has invalid value|got invalid value|of required type"
     r"|of non-null type)|Int cannot represent|Value cannot represent"
     r"|Value '[^']*' does not exist in)"
 )
+
+
+# graphql-core says a null where a non-null type is expected in Python's words ("not to
+# be None"); clients sent `null`. Every such message, literal or variable, ends so.
+_NOT_NONE = re.compile(r"(non-null type '[^']+') not to be None\.")
+
+
+def say_null(message: str) -> str:
+    """graphql-core's "... non-null type 'Boolean!' not to be None." in GraphQL's words:
+    "... non-null type 'Boolean!', found null." (the argument is named by the caller)."""
+    return _NOT_NONE.sub(r"\1, found null.", message)
 
 
 def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
@@ -102,6 +114,7 @@ def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
         code = "GRAPHQL_PARSE_FAILED"
     elif _BAD_VALUE.match(error.message):
         code = "BAD_USER_INPUT"
+        error.message = say_null(error.message)
         if not error.message.startswith("Variable") and error.nodes:
             where = _argument_path(document, error.nodes[0])
             if where:

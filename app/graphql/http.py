@@ -8,6 +8,9 @@
   `application/json` every GraphQL result is 200, errors in the body.
 - Such a result has no `data` entry (GraphQL spec: errors before execution).
 - Mutations over GET are 405 with `Allow: POST`.
+- A request without a valid bearer token is 401 with `WWW-Authenticate` (whatever the
+  Accept header), before it runs, unless it asks for introspection only
+  (`refuse_unauthenticated`); a scope the token lacks stays an error in the result.
 - Requests that are not GraphQL-over-HTTP requests (body not JSON, `query` not a
   string, ...) get a 4xx with a GraphQL-shaped body: `{"errors": [{"message",
   "extensions": {"code"}}]}`, the code assigned in `app.graphql.errors`.
@@ -31,11 +34,13 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types import ExecutionResult
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.graphql import OperationType
 
 from app import media
+from app.auth import challenge
 from app.errors import AppError, InvalidInput, MalformedBody, UnsupportedMediaType
+from app.graphql.anonymous import introspection_only
 from app.graphql.context import Context
 from app.graphql.errors import assign_code
 
@@ -110,6 +115,31 @@ def negotiate(accept: str | None) -> str | None:
         if candidate is not None and q > best_q:
             best, best_q = candidate, q
     return best
+
+
+def refuse_unauthenticated(
+    context: Context, request_data: GraphQLRequestData | list[GraphQLRequestData]
+) -> None:
+    """Raise a 401 `RequestRefused` if this request may not run for want of a caller.
+
+    The one check of GraphQL over HTTP (POST, GET, batches, streamed subscriptions),
+    made before anything runs: a missing, malformed or expired token gets 401 with the
+    `UNAUTHENTICATED` error and `WWW-Authenticate` (app.auth.challenge), so clients'
+    refresh-on-401 middleware fires. Introspection alone needs no token (tools read the
+    schema before they hold one: app.graphql.anonymous).
+    """
+    if context.caller is not None:
+        return
+    settings = context.settings
+    documents = request_data if isinstance(request_data, list) else [request_data]
+    if all(
+        isinstance(data.query, str)
+        and introspection_only(data.query, settings.max_query_length, settings.max_query_tokens)
+        for data in documents
+    ):
+        return
+    error = context.unauthenticated()
+    raise RequestRefused(error.http_status, error, challenge(error))
 
 
 def is_request_error(result: ExecutionResult) -> bool:
@@ -203,6 +233,20 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise RequestRefused(400, MalformedBody(f"body: not valid JSON ({exc})")) from None
         return _request_data(parameters)
+
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
+        root_value: None,
+        sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        refuse_unauthenticated(context, request_data)
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
 
     async def execute_single(
         self,

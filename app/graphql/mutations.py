@@ -35,7 +35,7 @@ class Mutation:
     ) -> Job:
         key = None if idempotency_key is strawberry.UNSET else idempotency_key
         created = await info.context.jobs.create(input.to_new_job(), key)
-        return Job.from_record(created.job, info.context.settings.public_url)
+        return Job.from_record(created.job, info.context.public_url)
 
     @strawberry.mutation(
         description="Soft-delete a job: sets `deletedAt`. Deleting again returns the job unchanged."
@@ -46,7 +46,7 @@ class Mutation:
         id: Annotated[uuid.UUID, strawberry.argument(description="The job's id.")],
     ) -> Job:
         job = await info.context.jobs.delete(id)
-        return Job.from_record(job, info.context.settings.public_url)
+        return Job.from_record(job, info.context.public_url)
 
     @strawberry.mutation(
         description="Report a job's progress, and optionally its end (for encoder workers). "
@@ -64,4 +64,4 @@ class Mutation:
         ] = None,
     ) -> Job:
         job = await info.context.jobs.update_progress(id, progress, status)
-        return Job.from_record(job, info.context.settings.public_url)
+        return Job.from_record(job, info.context.public_url)

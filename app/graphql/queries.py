@@ -24,7 +24,7 @@ class Query:
         id: Annotated[uuid.UUID, strawberry.argument(description="The job's id.")],
     ) -> Job | None:
         found = await info.context.jobs.get(id)
-        return Job.from_record(found, info.context.settings.public_url) if found else None
+        return Job.from_record(found, info.context.public_url) if found else None
 
     @strawberry.field(description="Jobs newest first, a page at a time (Relay-style cursors).")
     async def jobs(
@@ -50,4 +50,4 @@ class Query:
         after_seq = jobs.position(after, "after") if after is not None else None
         job_filter = JobFilter.to_model(filter)
         page = await jobs.list(job_filter, first, after_seq)
-        return JobConnection.from_page(page, job_filter, info.context.settings.public_url, jobs)
+        return JobConnection.from_page(page, job_filter, info.context.public_url, jobs)

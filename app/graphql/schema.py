@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DirectiveLocation, GraphQLDirective, GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.types import ExecutionContext
 
@@ -18,6 +18,13 @@ from app.graphql.subscriptions import Subscription
 from app.graphql.types import SCALAR_OVERRIDES
 from app.settings import Settings
 
+# Directive locations newer than graphql-js 16 (what most tools still ship): its
+# `__DirectiveLocation` cannot represent them, so a client schema built from our
+# introspection with one listed fails (codegen's introspection plugin and
+# graphql-inspector: "Unexpected invariant triggered"; re-parsing the printed SDL:
+# 'Unexpected Name "DIRECTIVE_DEFINITION"'). graphql-core 3.3 lists it on @deprecated.
+NEWER_THAN_GRAPHQL_JS_16 = frozenset({DirectiveLocation.DIRECTIVE_DEFINITION})
+
 
 class Schema(strawberry.Schema):
     def process_errors(
@@ -29,9 +36,24 @@ class Schema(strawberry.Schema):
                 log_unexpected(error)
 
 
+def portable_directive(directive: GraphQLDirective) -> GraphQLDirective:
+    """`directive` without the locations graphql-js 16 cannot represent.
+
+    Only @deprecated has one (DIRECTIVE_DEFINITION), and no directive of this schema is
+    deprecated, so nothing is lost; graphql-js 17 tools read either. A copy: the
+    directive object is graphql-core's, shared by every schema in the process.
+    """
+    kept = tuple(where for where in directive.locations if where not in NEWER_THAN_GRAPHQL_JS_16)
+    if len(kept) == len(directive.locations):
+        return directive
+    kwargs = directive.to_kwargs()
+    kwargs["locations"] = kept
+    return GraphQLDirective(**kwargs)
+
+
 def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
     settings = settings or Settings()
-    return Schema(
+    schema = Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -41,6 +63,11 @@ def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
         extensions=_extensions(settings),
         **options,
     )
+    # strawberry takes no built-in directives of ours; `_schema`, its graphql-core
+    # schema, is the only handle on them (app/compat.py).
+    core = schema._schema
+    core.directives = tuple(portable_directive(d) for d in core.directives)
+    return schema
 
 
 def query_limits(settings: Settings) -> Limits:

@@ -48,7 +48,7 @@ class Subscription:
         id: Annotated[uuid.UUID, strawberry.argument(description="The job's id.")],
     ) -> AsyncIterator[Job]:
         stream = await info.context.jobs.follow(id)
-        return _AsJobs(stream, info.context.settings.public_url)
+        return _AsJobs(stream, info.context.public_url)
 
     @strawberry.subscription(
         description="Every job created or changed from now on that matches the filter "
@@ -64,4 +64,4 @@ class Subscription:
         ] = None,
     ) -> AsyncIterator[Job]:
         stream = info.context.jobs.watch(JobFilter.to_model(filter))
-        return _AsJobs(stream, info.context.settings.public_url)
+        return _AsJobs(stream, info.context.public_url)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
 from app.errors import Unauthenticated
@@ -18,7 +19,13 @@ from app.graphql.http import GraphQLOverHTTP
 from app.graphql.streams import Streams
 from app.graphql.ws import Fanout, LegacyWSHandler, Plans, TransportWSHandler
 from app.settings import Settings
+from app.urls import public_url
 from app.web.graphiql import LocalGraphiQL
+
+# The subprotocol served when a client offers several: the current protocol first. The
+# client's order is no guide: gql (Python) offers ["graphql-ws", "graphql-transport-ws"],
+# and the legacy protocol serves subscriptions only (its queries are refused).
+SUBPROTOCOL_PREFERENCE = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
 
 # Well inside the 30 s after which subscriptions-transport-ws clients give up.
 KEEP_ALIVE_SECONDS = 12.0
@@ -84,6 +91,16 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
                 return
         await super().__call__(scope, receive, send)
 
+    async def pick_websocket_subprotocol(self, request: WebSocket) -> str | None:
+        """graphql-transport-ws whenever it is offered, else graphql-ws; None (the
+        connection is closed with 4406) if the client offers neither."""
+        offered = request.scope.get("subprotocols") or ()
+        served = self.websocket_subprotocols
+        return next(
+            (p for p in SUBPROTOCOL_PREFERENCE if p in offered and p in served),
+            None,
+        )
+
     def encode_json(self, data: object) -> str | bytes:
         return _json_text(data)
 
@@ -91,12 +108,12 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         # A WebSocket client is authenticated later, at `connection_init`.
-        caller, problem = None, "authentication required"
+        caller, problem = None, None
         if isinstance(request, Request):
             try:
                 caller = request.app.state.verifier.verify(request.headers.get("authorization"))
             except Unauthenticated as exc:
-                problem = exc.message
+                problem = exc
         return Context(
             request=request,
             response=response,
@@ -105,7 +122,8 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
             events=request.state.events,
             cursors=request.app.state.cursors,
             caller=caller,
-            auth_problem=problem,
+            auth_error=problem,
+            public_url=public_url(self.settings, request.scope),
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

@@ -26,9 +26,13 @@ from app.auth import SCOPES
 from app.errors import AppError, Unauthenticated, Unavailable
 from app.openapi.operations import ALWAYS, BODY_REFUSALS, ERROR_WHEN, JOB_ID, OPERATIONS, Operation
 from app.openapi.schemas import schemas
+from app.settings import Settings
+from app.urls import public_url
 
 PATH = "/encoding/openapi.json"
 SECURITY_SCHEME = "bearerAuth"
+# Documents kept ready, one per address served (PUBLIC_URL unset: the address each request reached).
+MAX_CACHED_BODIES = 16
 
 
 def _error(description: str, codes: Iterable[str], headers: dict[str, Any] | None = None) -> Any:
@@ -134,8 +138,8 @@ def _operation(operation: Operation) -> dict[str, Any]:
     return document
 
 
-def document(public_url: str) -> dict[str, Any]:
-    """The whole document; `servers` is PUBLIC_URL, the base of every job's `url`."""
+def document(base_url: str) -> dict[str, Any]:
+    """The whole document; `servers` is `base_url`, the base of every job's `url`."""
     paths = {
         path: {
             method.lower(): _operation(OPERATIONS[handler]) for method, handler in methods.items()
@@ -151,7 +155,7 @@ def document(public_url: str) -> dict[str, Any]:
             "report their progress. The same jobs and rules as the GraphQL API at /graphql. "
             'Errors are `{"error": {"code", "message"}}`; the message names the field.',
         },
-        "servers": [{"url": public_url}],
+        "servers": [{"url": base_url}],
         "security": [{SECURITY_SCHEME: []}],
         "tags": [{"name": "jobs", "description": "Video-encoding jobs."}],
         "paths": paths,
@@ -171,11 +175,18 @@ def document(public_url: str) -> dict[str, Any]:
     }
 
 
-def route(public_url: str) -> Route:
-    """GET /encoding/openapi.json: no token needed, as a client generator fetches it."""
-    body = JSONResponse(document(public_url)).body
+def route(settings: Settings) -> Route:
+    """GET /encoding/openapi.json: no token needed, as a client generator fetches it.
+    `servers` names PUBLIC_URL or, unset, the address the request reached (app.urls)."""
+    bodies: dict[str, bytes] = {}
 
     async def openapi(request: Request) -> Response:
+        base_url = public_url(settings, request.scope)
+        body = bodies.get(base_url)
+        if body is None:
+            body = JSONResponse(document(base_url)).body
+            if len(bodies) < MAX_CACHED_BODIES:  # one per address served: a handful
+                bodies[base_url] = body
         return Response(body, media_type="application/json")
 
     return Route(PATH, openapi, methods=["GET"])

@@ -28,7 +28,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Send
 
-from app.errors import AppError, InvalidInput, Unauthenticated
+from app.auth import challenge
+from app.errors import AppError, InvalidInput
 from app.graphql.errors import QUERY_TOO_COMPLEX
 from app.graphql.http import JSON, BadRequest, RequestRefused
 from app.graphql.streams.framing import MULTIPART, SSE, DistinctSSE, Framing, Multipart, SingleSSE
@@ -221,13 +222,9 @@ class Streams:
     async def _context(self, request: Request) -> Any:
         context = await self.view.get_context(request, Response())
         if context.caller is None:
-            # As HTTP answers a refused token (merge point with the `clients` branch's
-            # 401 for GraphQL over HTTP: one helper for both).
-            raise RequestRefused(
-                401,
-                Unauthenticated(context.auth_problem),
-                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+            # As GraphQL over HTTP and REST answer a missing or refused token.
+            error = context.unauthenticated()
+            raise RequestRefused(error.http_status, error, challenge(error))
         return context
 
     # -- lifecycle ---------------------------------------------------------------

@@ -88,7 +88,7 @@ class FastPath:
             )
         except Exception:  # strawberry's way tells the client what is wrong
             return False
-        public_url = context.settings.public_url
+        public_url = context.public_url
         if job_filter is not None:
             key: Hashable = (events, plan, variables_key, jobs.tenant, public_url)
             self._watch(op_id, key, events, plan, executor, jobs.tenant, public_url, job_filter)
