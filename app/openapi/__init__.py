@@ -184,7 +184,7 @@ def route(settings: Settings) -> Route:
         base_url = public_url(settings, request.scope)
         body = bodies.get(base_url)
         if body is None:
-            body = JSONResponse(document(base_url)).body
+            body = bytes(JSONResponse(document(base_url)).body)
             if len(bodies) < MAX_CACHED_BODIES:  # one per address served: a handful
                 bodies[base_url] = body
         return Response(body, media_type="application/json")
