@@ -21,7 +21,9 @@ from app.settings import Settings, public_key_algorithm
 READ = "jobs:read"
 WRITE = "jobs:write"
 REPORT = "jobs:report"
-SCOPES = (READ, WRITE, REPORT)
+# Create, change and inspect the tenant's webhook endpoints (app.webhooks.service).
+MANAGE_WEBHOOKS = "webhooks:manage"
+SCOPES = (READ, WRITE, REPORT, MANAGE_WEBHOOKS)
 ALL_SCOPES = frozenset(SCOPES)
 
 # The tenant column holds at most this many characters.

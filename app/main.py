@@ -30,6 +30,11 @@ from app.middleware import BodyLimit, LoopbackOnly
 from app.responses import error_response
 from app.settings import Settings, SettingsError
 from app.shutdown import drain_before_exit
+from app.webhooks.deliverer import Deliverer
+from app.webhooks.outbox import Outbox
+from app.webhooks.secrets import SecretBox
+from app.webhooks.sender import Sender
+from app.webhooks.service import WebhookConfig
 from app.wslimit import WebSocketLimit
 
 logger = logging.getLogger("app")
@@ -39,6 +44,12 @@ def create_app(settings: Settings) -> Starlette:
     # Memory freed once a wave of subscriptions or WebSocket connections has gone.
     idle = IdleCollection()
     graphql = GraphQLView(settings)
+    # Job changes record webhook deliveries here; this process's deliverer sends them.
+    outbox = Outbox(settings.public_url, settings.webhook_progress_interval)
+    webhook_config = WebhookConfig(
+        box=SecretBox.from_settings(settings),
+        allow_private=settings.webhook_allow_private_targets,
+    )
     outages.quiet_reconnect_logs()
 
     @asynccontextmanager
@@ -64,8 +75,21 @@ def create_app(settings: Settings) -> Starlette:
                 "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH is on: this process exits as soon as "
                 "a job finishes. For fault drills and tests only."
             )
+        deliverer = Deliverer(
+            database,
+            outbox,
+            webhook_config.box,
+            Sender(
+                settings.webhook_connect_timeout,
+                settings.webhook_timeout,
+                settings.webhook_allow_private_targets,
+            ),
+            poll_interval=settings.webhook_poll_interval,
+            retry_scale=settings.webhook_retry_scale,
+        )
         try:
             await events.connect()
+            await deliverer.start()
             # SIGTERM ends subscriptions (clients get `complete`) before uvicorn drops sockets.
             with (
                 drain_before_exit(events.close_subscriptions, timeout=CLOSE_TIMEOUT),
@@ -73,6 +97,7 @@ def create_app(settings: Settings) -> Starlette:
             ):
                 yield {"database": database, "events": events}
         finally:
+            await deliverer.stop()
             await events.disconnect()
             await database.disconnect()
 
@@ -138,6 +163,8 @@ def create_app(settings: Settings) -> Starlette:
     app.state.verifier = TokenVerifier(settings)
     # One cursor key for GraphQL and REST (app.jobs.cursors).
     app.state.cursors = CursorCodec.from_settings(settings)
+    app.state.outbox = outbox
+    app.state.webhooks = webhook_config
     return app
 
 

@@ -16,7 +16,10 @@ from app.errors import Unauthenticated
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import JobEvents
 from app.jobs.service import Jobs
+from app.jobs.store import DEFAULT_OUTBOX
 from app.settings import Settings
+from app.webhooks.outbox import Outbox
+from app.webhooks.service import WebhookConfig, Webhooks
 
 
 @dataclass
@@ -34,13 +37,24 @@ class Context:
     auth_problem: str = "authentication required"
     # The `connection_init` payload of a WebSocket connection (set by strawberry).
     connection_params: dict[str, Any] | None = None
+    # Where job changes record their webhook deliveries (app.webhooks.outbox).
+    outbox: Outbox = DEFAULT_OUTBOX
+    webhook_config: WebhookConfig | None = None
 
     @property
     def jobs(self) -> Jobs:
         """The caller's jobs: their tenant only, their token's scopes only."""
         if self.caller is None:
             raise Unauthenticated(self.auth_problem)
-        return Jobs.for_caller(self.database, self.events, self.cursors, self.caller)
+        return Jobs.for_caller(self.database, self.events, self.cursors, self.caller, self.outbox)
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """The caller's tenant's webhook endpoints (scope `webhooks:manage`)."""
+        if self.caller is None:
+            raise Unauthenticated(self.auth_problem)
+        assert self.webhook_config is not None
+        return Webhooks(self.database, self.caller, self.webhook_config, self.cursors)
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

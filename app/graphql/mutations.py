@@ -9,10 +9,13 @@ import strawberry
 
 from app.graphql.context import Info
 from app.graphql.types import CreateJobInput, Job, JobStatus
+from app.graphql.webhooks import WebhookMutations
 
 
-@strawberry.type(description="Create and change encoding jobs.")
-class Mutation:
+@strawberry.type(
+    description="Create and change encoding jobs (and, with webhooks:manage, webhooks)."
+)
+class Mutation(WebhookMutations):
     @strawberry.mutation(description="Create a job; it starts IN_PROGRESS at progress 0.")
     async def create_job(
         self,

@@ -92,6 +92,8 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
             cursors=request.app.state.cursors,
             caller=caller,
             auth_problem=problem,
+            outbox=request.app.state.outbox,
+            webhook_config=request.app.state.webhooks,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

@@ -25,6 +25,7 @@ from app.jobs.events import JobEvents
 from app.jobs.mailbox import JobStream
 from app.jobs.model import Job, JobChange, JobFilter, JobStatus, NewJob, Page
 from app.outages import database_calls
+from app.webhooks.outbox import Outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +38,21 @@ class Jobs:
     events: JobEvents = field(kw_only=True)
     # Seals list positions for this tenant (GraphQL `after`, REST `cursor`).
     cursors: CursorCodec = field(kw_only=True)
+    # Where each change records the webhook deliveries it causes (in its transaction).
+    outbox: Outbox = field(kw_only=True, default=store.DEFAULT_OUTBOX)
 
     @classmethod
     def for_caller(
-        cls, database: Database, events: JobEvents, cursors: CursorCodec, caller: Caller
+        cls,
+        database: Database,
+        events: JobEvents,
+        cursors: CursorCodec,
+        caller: Caller,
+        outbox: Outbox = store.DEFAULT_OUTBOX,
     ) -> Jobs:
-        return cls(database, caller.tenant, caller.scopes, events=events, cursors=cursors)
+        return cls(
+            database, caller.tenant, caller.scopes, events=events, cursors=cursors, outbox=outbox
+        )
 
     def cursor(self, job: Job) -> str:
         """The opaque cursor of `job`'s position, for this tenant only."""
@@ -75,14 +85,14 @@ class Jobs:
     async def create(self, new: NewJob) -> Job:
         self.allow(WRITE)
         with database_calls():
-            job = await store.create_job(self.database, self.tenant, new)
+            job = await store.create_job(self.database, self.tenant, new, self.outbox)
         await self.events.publish(job)
         return job
 
     async def delete(self, job_id: uuid.UUID) -> Job:
         self.allow(WRITE)
         with database_calls():
-            job = await store.delete_job(self.database, self.tenant, job_id)
+            job = await store.delete_job(self.database, self.tenant, job_id, self.outbox)
         # Deleting again changes nothing; listeners drop the repeated state.
         await self.events.publish(job)
         return job
@@ -92,7 +102,9 @@ class Jobs:
     ) -> Job:
         self.allow(REPORT)
         with database_calls():
-            job = await store.update_progress(self.database, self.tenant, job_id, progress, status)
+            job = await store.update_progress(
+                self.database, self.tenant, job_id, progress, status, self.outbox
+            )
         await self.events.publish(job)
         return job
 

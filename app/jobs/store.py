@@ -3,12 +3,16 @@
 The state rules are applied here, atomically: a change is one conditional
 `UPDATE … WHERE … RETURNING`, so concurrent workers can never move progress
 backwards or revive a finished job, whichever of them the database runs first.
+
+Every change commits in one transaction with the webhook deliveries it causes
+(`_change`: the one place, for creation, reports and deletion alike), so a change
+is never committed without them (app.webhooks.outbox).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +31,8 @@ from app.jobs.model import (
     check_progress,
     utcnow,
 )
+from app.webhooks.model import EventType, event_for_report
+from app.webhooks.outbox import Outbox
 
 
 def _job(row: Mapping[str, Any]) -> Job:
@@ -46,6 +52,30 @@ def _job(row: Mapping[str, Any]) -> Job:
         deleted_at=_utc(row["deleted_at"]) if row["deleted_at"] is not None else None,
         seq=row["seq"],
     )
+
+
+# Records deliveries with the default settings: for callers without the app's own
+# (tools, tests of the store); the app passes its Outbox (app.main).
+DEFAULT_OUTBOX = Outbox()
+
+
+async def _change(
+    db: Database,
+    statement: Any,
+    outbox: Outbox,
+    event: Callable[[Job], EventType],
+) -> Job | None:
+    """Run a change (a statement returning the changed row) and record the webhook
+    deliveries it causes, in one transaction; None if the statement changed nothing."""
+    async with db.transaction():
+        row = await db.fetch_one(statement)
+        if row is None:
+            return None
+        job = _job(row._mapping)
+        recorded = await outbox.record(db, job, event(job))
+    if recorded:
+        outbox.recorded()
+    return job
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
@@ -97,12 +127,15 @@ _IN_PROGRESS, _COMPLETED, _FAILED = (
 )
 
 
-async def create_job(db: Database, tenant: str, new: NewJob) -> Job:
+async def create_job(
+    db: Database, tenant: str, new: NewJob, outbox: Outbox = DEFAULT_OUTBOX
+) -> Job:
     now = utcnow()
     job_id, profile, video = uuid.uuid4(), new.profile, new.video
     inputs = [str(value) for value in new.inputs]
     # Built and keyed once (a lambda statement), not per call.
-    row = await db.fetch_one(
+    job = await _change(
+        db,
         sa.lambda_stmt(
             lambda: (
                 jobs.insert()
@@ -121,10 +154,12 @@ async def create_job(db: Database, tenant: str, new: NewJob) -> Job:
                 )
                 .returning(*jobs.c)
             )
-        )
+        ),
+        outbox,
+        lambda _: EventType.JOB_CREATED,
     )
-    assert row is not None
-    return _job(row._mapping)
+    assert job is not None
+    return job
 
 
 async def get_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job | None:
@@ -167,16 +202,21 @@ async def count_jobs(db: Database, tenant: str, job_filter: JobFilter) -> int:
     return int(value)
 
 
-async def delete_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job:
-    """Soft delete; deleting again returns the job unchanged."""
-    row = await db.fetch_one(
+async def delete_job(
+    db: Database, tenant: str, job_id: uuid.UUID, outbox: Outbox = DEFAULT_OUTBOX
+) -> Job:
+    """Soft delete; deleting again returns the job unchanged (and sends no webhook)."""
+    deleted = await _change(
+        db,
         jobs.update()
         .where(jobs.c.id == job_id, jobs.c.tenant == tenant, jobs.c.deleted_at.is_(None))
         .values(deleted_at=_NOW, updated_at=_LATER_NOW, change_seq=NEXT_CHANGE)
-        .returning(*jobs.c)
+        .returning(*jobs.c),
+        outbox,
+        lambda _: EventType.JOB_DELETED,
     )
-    if row is not None:
-        return _job(row._mapping)
+    if deleted is not None:
+        return deleted
     job = await get_job(db, tenant, job_id)
     if job is None:
         raise JobNotFound(job_id)
@@ -189,6 +229,7 @@ async def update_progress(
     job_id: uuid.UUID,
     progress: int | None,
     status: JobStatus | None = None,
+    outbox: Outbox = DEFAULT_OUTBOX,
 ) -> Job:
     """Report progress and/or a final status, under the contract's state rules.
 
@@ -229,9 +270,9 @@ async def update_progress(
         )
     else:
         update += lambda u: u.values(updated_at=_LATER_NOW, change_seq=NEXT_CHANGE)
-    row = await db.fetch_one(update)
-    if row is not None:
-        return _job(row._mapping)
+    changed = await _change(db, update, outbox, event_for_report)
+    if changed is not None:
+        return changed
     raise await _why_unchanged(db, tenant, job_id, progress)
 
 
