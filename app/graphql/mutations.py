@@ -12,9 +12,7 @@ from app.graphql.types import CreateJobInput, Job, JobStatus
 from app.graphql.webhooks import WebhookMutations
 
 
-@strawberry.type(
-    description="Create and change encoding jobs (and, with webhooks:manage, webhooks)."
-)
+@strawberry.type(description="Create and change encoding jobs.")
 class Mutation(WebhookMutations):
     @strawberry.mutation(description="Create a job; it starts IN_PROGRESS at progress 0.")
     async def create_job(
