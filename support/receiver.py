@@ -33,6 +33,8 @@ class Call:
     status: int
     # time.monotonic() at arrival.
     at: float
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,7 +67,15 @@ class Receiver:
             return Response(status_code=400)
         status, retry_after = self.answers.pop(0) if self.answers else (200, None)
         self.calls.append(
-            Call(path, request.headers["webhook-id"], orjson.loads(body), status, time.monotonic())
+            Call(
+                path,
+                request.headers["webhook-id"],
+                orjson.loads(body),
+                status,
+                time.monotonic(),
+                body,
+                dict(request.headers),
+            )
         )
         headers = {"retry-after": retry_after} if retry_after else None
         return Response(status_code=status, headers=headers)

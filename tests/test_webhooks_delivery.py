@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
+from standardwebhooks import Webhook
 
 from app.jobs.events import EXIT_BEFORE_PUBLISH
 from support.receiver import Receiver
@@ -37,6 +38,7 @@ UPDATE_ENDPOINT = (
     f" {{ {ENDPOINT_FIELDS} }} }}"
 )
 ENDPOINTS = f"{{ webhookEndpoints {{ {ENDPOINT_FIELDS} }} }}"
+ROTATE = "mutation($id: UUID!) { rotateWebhookSecret(id: $id) { secret } }"
 DELETE_ENDPOINT = "mutation($id: UUID!) { deleteWebhookEndpoint(id: $id) { id } }"
 DELIVERIES = (
     "query($endpoint: UUID!) { webhookDeliveries(endpoint: $endpoint, first: 50) { edges { node {"
@@ -141,6 +143,20 @@ async def test_a_completed_job_is_delivered_once_signed_with_the_job_as_rest_sho
     assert delivery["id"] == call.id
     assert delivery["status"] == "DELIVERED"
     assert [(a["statusCode"], a["error"]) for a in delivery["attempts"]] == [(200, None)]
+
+
+async def test_after_a_rotation_both_secrets_verify_for_a_day(
+    jobs: JobsClient, receiver: Receiver
+) -> None:
+    endpoint = await add_endpoint(jobs, receiver, "/a", ["JOB_CREATED"])
+    old = receiver.secrets["/a"]
+    rotated = await jobs.graphql(ROTATE, id=endpoint["id"])
+    receiver.secrets["/a"] = rotated["secret"]
+    await jobs.create()
+    [call] = await receiver.wait_for(1, "/a")
+    assert len(call.headers["webhook-signature"].split()) == 2
+    assert Webhook(old).verify(call.body, call.headers) == call.payload
+    assert Webhook(rotated["secret"]).verify(call.body, call.headers) == call.payload
 
 
 async def test_a_receiver_down_then_back_gets_the_same_webhook_id_on_every_attempt(
