@@ -109,4 +109,4 @@ class WebhookMutations:
     ) -> WebhookDelivery:
         webhooks = info.context.webhooks
         delivery = await webhooks.redeliver(id)
-        return WebhookDelivery.from_record(delivery, [])
+        return WebhookDelivery.from_record(delivery, await webhooks.attempts(delivery))

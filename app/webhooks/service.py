@@ -20,6 +20,7 @@ from app.outages import database_calls
 from app.webhooks import store
 from app.webhooks.model import (
     MAX_ENDPOINTS,
+    Attempt,
     Delivery,
     DeliveryPage,
     Endpoint,
@@ -152,6 +153,11 @@ class Webhooks:
 
     def cursor(self, delivery: Delivery) -> str:
         return self.cursors.encode(self.tenant, delivery.seq)
+
+    async def attempts(self, delivery: Delivery) -> list[Attempt]:
+        self._allow()
+        with database_calls():
+            return await store.attempts_of(self.database, delivery.seq)
 
     async def redeliver(self, delivery_id: str) -> Delivery:
         self._allow()
