@@ -13,6 +13,7 @@ import orjson
 
 from app.errors import InvalidInput
 from app.jobs.model import Job, JobStatus, format_timestamp, job_document, quoted
+from app.webhooks.guard import check_literal_host
 
 # Most endpoints one tenant may have; most characters in a URL and a description.
 MAX_ENDPOINTS = 20
@@ -71,13 +72,12 @@ def check_url(url: str, allow_private: bool, field: str = "url") -> str:
     """An absolute https:// URL (http:// too with WEBHOOK_ALLOW_PRIVATE_TARGETS), no
     credentials or fragment. Where it points is checked again at every connection
     (app.webhooks.guard): a name may resolve elsewhere later."""
-    from app.webhooks.guard import check_literal_host
 
     if len(url) > MAX_URL_LENGTH:
         raise InvalidInput(field, f"is {len(url)} characters; at most {MAX_URL_LENGTH}")
     try:
         parts = urlsplit(url)
-        port = parts.port
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
     except ValueError:
         raise InvalidInput(field, f"{quoted(url)} is not a valid URL") from None
     schemes = ("https", "http") if allow_private else ("https",)
@@ -90,7 +90,6 @@ def check_url(url: str, allow_private: bool, field: str = "url") -> str:
         raise InvalidInput(field, "must not carry credentials (user:password@)")
     if parts.fragment:
         raise InvalidInput(field, "must not have a #fragment")
-    del port
     problem = check_literal_host(parts.hostname, allow_private)
     if problem is not None:
         raise InvalidInput(field, problem)
