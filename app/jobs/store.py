@@ -12,7 +12,7 @@ is never committed without them (app.webhooks.outbox).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,18 +61,24 @@ DEFAULT_OUTBOX = Outbox()
 
 async def _change(
     db: Database,
+    tenant: str,
     statement: Any,
     outbox: Outbox,
-    event: Callable[[Job], EventType],
+    event: EventType,
 ) -> Job | None:
     """Run a change (a statement returning the changed row) and record the webhook
-    deliveries it causes, in one transaction; None if the statement changed nothing."""
+    deliveries it causes, in one transaction; None if the statement changed nothing.
+    Without an endpoint concerned by `event` no transaction is needed (one read)."""
+    wanting = outbox.concerned(await outbox.endpoints(db, tenant), event)
+    if not wanting:
+        row = await db.fetch_one(statement)
+        return _job(row._mapping) if row is not None else None
     async with db.transaction():
         row = await db.fetch_one(statement)
         if row is None:
             return None
         job = _job(row._mapping)
-        recorded = await outbox.record(db, job, event(job))
+        recorded = await outbox.record(db, job, event, wanting)
     if recorded:
         outbox.recorded()
     return job
@@ -136,6 +142,7 @@ async def create_job(
     # Built and keyed once (a lambda statement), not per call.
     job = await _change(
         db,
+        tenant,
         sa.lambda_stmt(
             lambda: (
                 jobs.insert()
@@ -156,7 +163,7 @@ async def create_job(
             )
         ),
         outbox,
-        lambda _: EventType.JOB_CREATED,
+        EventType.JOB_CREATED,
     )
     assert job is not None
     return job
@@ -208,12 +215,13 @@ async def delete_job(
     """Soft delete; deleting again returns the job unchanged (and sends no webhook)."""
     deleted = await _change(
         db,
+        tenant,
         jobs.update()
         .where(jobs.c.id == job_id, jobs.c.tenant == tenant, jobs.c.deleted_at.is_(None))
         .values(deleted_at=_NOW, updated_at=_LATER_NOW, change_seq=NEXT_CHANGE)
         .returning(*jobs.c),
         outbox,
-        lambda _: EventType.JOB_DELETED,
+        EventType.JOB_DELETED,
     )
     if deleted is not None:
         return deleted
@@ -270,7 +278,7 @@ async def update_progress(
         )
     else:
         update += lambda u: u.values(updated_at=_LATER_NOW, change_seq=NEXT_CHANGE)
-    changed = await _change(db, update, outbox, event_for_report)
+    changed = await _change(db, tenant, update, outbox, event_for_report(status))
     if changed is not None:
         return changed
     raise await _why_unchanged(db, tenant, job_id, progress)

@@ -30,11 +30,12 @@ class EventType(enum.Enum):
     JOB_PROGRESS = "job.progress"
 
 
-def event_for_report(job: Job) -> EventType:
-    """The event a progress report caused, from the job after it."""
-    if job.status is JobStatus.COMPLETED:
+def event_for_report(status: JobStatus | None) -> EventType:
+    """The event a report sending `status` causes, if it changes the job (a finished
+    job never changes: the state rules)."""
+    if status is JobStatus.COMPLETED:
         return EventType.JOB_COMPLETED
-    if job.status is JobStatus.FAILED:
+    if status is JobStatus.FAILED:
         return EventType.JOB_FAILED
     return EventType.JOB_PROGRESS
 

@@ -3,8 +3,9 @@
 `app.jobs.store` calls `Outbox.record` inside the transaction that changes a job
 (create, report, finish, delete; GraphQL and REST alike), so the delivery is exactly
 as durable as the change: a process killed right after the commit leaves the row
-behind, and any process's deliverer sends it. With no endpoint wanting the event
-this costs one indexed read of the tenant's endpoints.
+behind, and any process's deliverer sends it. The tenant's endpoints are read just
+before the change (`Outbox.endpoints`): a tenant with none pays that one indexed read
+and no transaction; an endpoint receives the changes that begin after it is created.
 
 `job.progress` is coalesced per job and endpoint: at most one is due per
 WEBHOOK_PROGRESS_INTERVAL seconds. A report within the interval either updates the
@@ -50,11 +51,10 @@ class Outbox:
         if self.on_recorded is not None:
             self.on_recorded()
 
-    async def record(self, db: Database, job: Job, event: EventType) -> int:
-        """Record `event` for each of the tenant's enabled endpoints that wants it; how
-        many were recorded. Call inside the transaction of the change."""
-        tenant = job.tenant
-        # All the tenant's enabled endpoints (a handful at most, one index range).
+    async def endpoints(self, db: Database, tenant: str) -> list[tuple[uuid.UUID, str]]:
+        """The tenant's enabled endpoints and the events each wants (a handful at most,
+        one index range), read before a change: with none, the change needs no
+        transaction and costs this one read."""
         rows = await db.fetch_all(
             sa.lambda_stmt(
                 lambda: sa.select(endpoints.c.id, endpoints.c.events).where(
@@ -62,13 +62,31 @@ class Outbox:
                 )
             )
         )
-        if not rows:
-            return 0
+        return [(row._mapping["id"], row._mapping["events"]) for row in rows]
+
+    @staticmethod
+    def concerned(
+        wanting: list[tuple[uuid.UUID, str]], event: EventType
+    ) -> list[tuple[uuid.UUID, str]]:
+        """The endpoints `event` records something for: those wanting it, and on a job's
+        end those wanting job.progress (a waiting one is dropped)."""
+        ends = event in (EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_DELETED)
+        return [
+            (endpoint_id, wants)
+            for endpoint_id, wants in wanting
+            if f" {event.value} " in wants or (ends and f" {_PROGRESS} " in wants)
+        ]
+
+    async def record(
+        self, db: Database, job: Job, event: EventType, wanting: list[tuple[uuid.UUID, str]]
+    ) -> int:
+        """Record `event` for each of `wanting` (`endpoints`) that wants it; how many
+        were recorded. Call inside the transaction of the change."""
+        tenant = job.tenant
         now = utcnow()
         body: str | None = None
         recorded = 0
-        for row in rows:
-            endpoint_id, wants = row._mapping["id"], row._mapping["events"]
+        for endpoint_id, wants in wanting:
             if job.is_finished and f" {_PROGRESS} " in wants:
                 await self._drop_progress(db, endpoint_id, job.id)
             if f" {event.value} " not in wants:
