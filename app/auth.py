@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 
-from app.errors import Unauthenticated
+from app.errors import Forbidden, Unauthenticated
 from app.settings import Settings, public_key_algorithm
 
 READ = "jobs:read"
@@ -37,6 +37,12 @@ class Caller:
     subject: str
     # When the token stops being valid (seconds since the epoch); None: never.
     expires: float | None = None
+
+
+def require(scopes: frozenset[str], scope: str) -> None:
+    """The one scope check (jobs in `app.jobs.service`, webhooks in `app.webhooks.service`)."""
+    if scope not in scopes:
+        raise Forbidden(f"this token lacks the {scope} scope")
 
 
 # Without a way to verify tokens the gateway serves one tenant, on loopback only.

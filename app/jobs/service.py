@@ -17,8 +17,8 @@ from datetime import datetime
 
 from databases import Database
 
-from app.auth import ALL_SCOPES, READ, REPORT, WRITE, Caller
-from app.errors import Forbidden, JobNotFound
+from app.auth import ALL_SCOPES, READ, REPORT, WRITE, Caller, require
+from app.errors import JobNotFound
 from app.jobs import store
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import JobEvents
@@ -64,8 +64,7 @@ class Jobs:
         return self.cursors.decode(self.tenant, cursor, field)
 
     def allow(self, scope: str) -> None:
-        if scope not in self.scopes:
-            raise Forbidden(f"this token lacks the {scope} scope")
+        require(self.scopes, scope)
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
         self.allow(READ)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from databases import Database
 
-from app.auth import MANAGE_WEBHOOKS, Caller
-from app.errors import Forbidden, InvalidInput, NotFound
+from app.auth import MANAGE_WEBHOOKS, Caller, require
+from app.errors import InvalidInput, NotFound
 from app.jobs.cursors import CursorCodec
 from app.jobs.model import check_page_size
 from app.outages import database_calls
@@ -56,8 +56,7 @@ class Webhooks:
         return self.caller.tenant
 
     def _allow(self) -> None:
-        if MANAGE_WEBHOOKS not in self.caller.scopes:
-            raise Forbidden(f"this token lacks the {MANAGE_WEBHOOKS} scope")
+        require(self.caller.scopes, MANAGE_WEBHOOKS)
 
     async def create(
         self, url: str, events: list[EventType], description: str
