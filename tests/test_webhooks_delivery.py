@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -163,9 +164,13 @@ async def test_a_receiver_down_then_back_gets_the_same_webhook_id_on_every_attem
     jobs: JobsClient,
 ) -> None:
     receiver = Receiver()
+    # Down: the port is held (bound, not listening: connections are refused) so that
+    # no other process on the machine takes it meanwhile.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", receiver.port))
     endpoint = await add_endpoint(jobs, receiver, "/a", ["JOB_CREATED"])
     job = await jobs.create()
-    # Down: nothing listens on the port. Wait for two refused attempts.
+    # Wait for two refused attempts.
     for _ in range(LIMIT * 10):
         [delivery] = await deliveries(jobs, endpoint)
         if len(delivery["attempts"]) >= 2:
@@ -175,6 +180,7 @@ async def test_a_receiver_down_then_back_gets_the_same_webhook_id_on_every_attem
     assert all(a["statusCode"] is None and a["error"] for a in delivery["attempts"])
     # Back, but overloaded once (503, Retry-After: 1), then well.
     receiver.answers = [(503, "1")]
+    holder.close()
     await receiver.start()
     try:
         [call] = await receiver.wait_for(1, "/a")
