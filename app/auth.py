@@ -15,13 +15,15 @@ from typing import Any
 
 import jwt
 
-from app.errors import InvalidToken, Unauthenticated
+from app.errors import Forbidden, InvalidToken, Unauthenticated
 from app.settings import Settings, public_key_algorithm
 
 READ = "jobs:read"
 WRITE = "jobs:write"
 REPORT = "jobs:report"
-SCOPES = (READ, WRITE, REPORT)
+# Create, change and inspect the tenant's webhook endpoints (app.webhooks.service).
+MANAGE_WEBHOOKS = "webhooks:manage"
+SCOPES = (READ, WRITE, REPORT, MANAGE_WEBHOOKS)
 ALL_SCOPES = frozenset(SCOPES)
 
 # What every challenge names (RFC 7235 §2.2).
@@ -38,6 +40,12 @@ class Caller:
     subject: str
     # When the token stops being valid (seconds since the epoch); None: never.
     expires: float | None = None
+
+
+def require(scopes: frozenset[str], scope: str) -> None:
+    """The one scope check (jobs in `app.jobs.service`, webhooks in `app.webhooks.service`)."""
+    if scope not in scopes:
+        raise Forbidden(f"this token lacks the {scope} scope")
 
 
 # Without a way to verify tokens the gateway serves one tenant, on loopback only.

@@ -81,6 +81,13 @@ REACHES: tuple[Reach, ...] = (
     ),
     Reach(
         "databases",
+        "databases.backends.sqlite:SQLiteTransaction",
+        ("_connection", "_is_root"),
+        "app/db/sqlite.py (WriteTransaction)",
+        "a transaction queues with the process's writes and begins IMMEDIATE (webhook outbox)",
+    ),
+    Reach(
+        "databases",
         "databases.backends.sqlite:SQLitePool",
         (),
         "app/db/sqlite.py",

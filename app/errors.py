@@ -97,3 +97,11 @@ class Unavailable(AppError):
 
     code = "UNAVAILABLE"
     http_status = 503
+
+
+class NotFound(AppError):
+    """Something other than a job that the caller's tenant does not have (a webhook
+    endpoint or delivery): another tenant's is not found either."""
+
+    code = "NOT_FOUND"
+    http_status = 404

@@ -32,6 +32,11 @@ from app.middleware import BodyLimit, LoopbackOnly
 from app.responses import error_response
 from app.settings import Settings, SettingsError
 from app.shutdown import drain_before_exit
+from app.webhooks.deliverer import Deliverer
+from app.webhooks.outbox import Outbox
+from app.webhooks.secrets import SecretBox
+from app.webhooks.sender import Sender
+from app.webhooks.service import WebhookConfig
 from app.wslimit import WebSocketLimit
 
 logger = logging.getLogger("app")
@@ -41,6 +46,12 @@ def create_app(settings: Settings) -> Starlette:
     # Memory freed once a wave of subscriptions or WebSocket connections has gone.
     idle = IdleCollection()
     graphql = GraphQLView(settings)
+    # Job changes record webhook deliveries here; this process's deliverer sends them.
+    outbox = Outbox(settings.public_url, settings.webhook_progress_interval)
+    webhook_config = WebhookConfig(
+        box=SecretBox.from_settings(settings),
+        allow_private=settings.webhook_allow_private_targets,
+    )
     outages.quiet_reconnect_logs()
 
     @asynccontextmanager
@@ -68,9 +79,22 @@ def create_app(settings: Settings) -> Starlette:
             )
         # Expired idempotency keys deleted in small batches (app/jobs/sweeper.py).
         sweeper = KeySweeper(database, settings.idempotency_key_ttl)
+        deliverer = Deliverer(
+            database,
+            outbox,
+            webhook_config.box,
+            Sender(
+                settings.webhook_connect_timeout,
+                settings.webhook_timeout,
+                settings.webhook_allow_private_targets,
+            ),
+            poll_interval=settings.webhook_poll_interval,
+            retry_scale=settings.webhook_retry_scale,
+        )
         try:
             await events.connect()
             sweeper.start()
+            await deliverer.start()
 
             # SIGTERM ends subscriptions (clients get `complete`) before uvicorn drops sockets.
             async def drain() -> None:
@@ -84,6 +108,7 @@ def create_app(settings: Settings) -> Starlette:
             ):
                 yield {"database": database, "events": events}
         finally:
+            await deliverer.stop()
             await sweeper.stop()
             await events.disconnect()
             await database.disconnect()
@@ -152,6 +177,8 @@ def create_app(settings: Settings) -> Starlette:
     app.state.verifier = TokenVerifier(settings)
     # One cursor key for GraphQL and REST (app.jobs.cursors).
     app.state.cursors = CursorCodec.from_settings(settings)
+    app.state.outbox = outbox
+    app.state.webhooks = webhook_config
     return app
 
 

@@ -23,7 +23,7 @@ from app.errors import (
     UnsupportedMediaType,
 )
 from app.jobs import idempotency, model
-from app.jobs.model import Job, JobStatus, format_timestamp, parse_uuid
+from app.jobs.model import Job, JobStatus, job_document, parse_uuid
 from app.jobs.service import Jobs
 from app.responses import error_response
 from app.urls import public_url
@@ -40,18 +40,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def job_response(job: Job, base_url: str) -> dict[str, Any]:
     """The documented response object, exactly these keys."""
-    return {
-        "id": str(job.id),
-        "url": job.url(base_url),
-        "status": int(job.status),
-        "progress": job.progress,
-        "profile": str(job.profile),
-        "video": str(job.video),
-        "inputs": [str(value) for value in job.inputs],
-        "created_at": format_timestamp(job.created_at),
-        "updated_at": format_timestamp(job.updated_at),
-        "deleted_at": format_timestamp(job.deleted_at) if job.deleted_at else None,
-    }
+    return job_document(job, base_url)
 
 
 async def app_error(request: Request, exc: Exception) -> Response:
@@ -233,12 +222,14 @@ def _jobs(request: Request) -> Jobs:
     """The caller's jobs; first in every route, so a bad token is 401 whatever else is wrong."""
     caller = request.app.state.verifier.verify(request.headers.get("authorization"))
     state = request.state
+    app_state = request.app.state
     return Jobs.for_caller(
         state.database,
         state.events,
-        request.app.state.cursors,
+        app_state.cursors,
         caller,
-        key_ttl=request.app.state.settings.idempotency_key_ttl,
+        key_ttl=app_state.settings.idempotency_key_ttl,
+        outbox=app_state.outbox.at(_base_url(request)),
     )
 
 

@@ -71,6 +71,18 @@ class Settings:
     # Seconds a create's idempotency key is remembered (app.jobs.idempotency): a retry
     # within it returns the job the first request created; after it, the key is new.
     idempotency_key_ttl: int = 86_400
+    # Webhooks (docs/webhooks.md). Private, loopback and link-local targets, and http://
+    # URLs, are refused unless this is on (tests, a private network you trust).
+    webhook_allow_private_targets: bool = False
+    # Multiplies every wait of the retry schedule (about a day at 1); tests use ~0.001.
+    webhook_retry_scale: float = 1.0
+    # At most one job.progress per job and endpoint per this many seconds.
+    webhook_progress_interval: float = 10.0
+    # Seconds between two looks for due deliveries (those of other processes, retries).
+    webhook_poll_interval: float = 1.0
+    # Seconds to connect to a receiver, and to wait for each read of its answer.
+    webhook_connect_timeout: float = 5.0
+    webhook_timeout: float = 10.0
     # A test hook: exit right after committing a change that finishes a job, before
     # publishing it (fault drills and tests only; never in production).
     test_hook_exit_before_publishing_finish: bool = False
@@ -133,6 +145,22 @@ class Settings:
                 env, "CHANGE_POLL_INTERVAL", defaults.change_poll_interval
             ),
             idempotency_key_ttl=_key_ttl(env, "IDEMPOTENCY_KEY_TTL", defaults.idempotency_key_ttl),
+            webhook_allow_private_targets=_flag(
+                env, "WEBHOOK_ALLOW_PRIVATE_TARGETS", defaults.webhook_allow_private_targets
+            ),
+            webhook_retry_scale=_seconds(
+                env, "WEBHOOK_RETRY_SCALE", defaults.webhook_retry_scale, 0.00001, 10.0
+            ),
+            webhook_progress_interval=_seconds(
+                env, "WEBHOOK_PROGRESS_INTERVAL", defaults.webhook_progress_interval, 0.0, 3600.0
+            ),
+            webhook_poll_interval=_seconds(
+                env, "WEBHOOK_POLL_INTERVAL", defaults.webhook_poll_interval, 0.05, 60.0
+            ),
+            webhook_connect_timeout=_seconds(
+                env, "WEBHOOK_CONNECT_TIMEOUT", defaults.webhook_connect_timeout, 0.1, 60.0
+            ),
+            webhook_timeout=_seconds(env, "WEBHOOK_TIMEOUT", defaults.webhook_timeout, 0.1, 300.0),
             test_hook_exit_before_publishing_finish=_flag(
                 env, "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH", False
             ),
@@ -244,6 +272,19 @@ def _key_ttl(env: Mapping[str, str], name: str, default: int) -> int:
             f"{name} must be a whole number of seconds from {MIN_KEY_TTL} to {MAX_KEY_TTL} "
             f"(7 days), got {raw!r}"
         )
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be a number from {low:g} to {high:g}, got {raw!r}")
     return value
 
 

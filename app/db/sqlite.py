@@ -13,6 +13,8 @@
   here it takes one.
 - Writes of one process queue for their turn instead of polling SQLite's lock (see
   `SQLiteConnection._on_thread`): under a burst some waited past the busy timeout.
+  A transaction takes its turn as a whole (`WriteTransaction`): a job change and the
+  webhook deliveries it causes commit together (app.jobs.store).
 
 `app.db.connect.Database` names `SQLiteBackend`; `FAST_PATHS=false` uses databases' own.
 """
@@ -130,6 +132,9 @@ class SQLiteConnection(sqlite.SQLiteConnection):
         self.statements = statements
         self.writes = writes
 
+    def transaction(self) -> WriteTransaction:
+        return WriteTransaction(self, self.writes)
+
     async def _on_thread(self, statement: Statement, work: Callable[[], T]) -> T:
         """Run `work` on the connection's thread; one autocommit write at a time.
 
@@ -230,3 +235,46 @@ class SQLiteConnection(sqlite.SQLiteConnection):
             return super()._compile(query)
         statement, args = self._statement(query)
         return statement.sql, args, statement.compiled._result_columns, statement.context
+
+
+class WriteTransaction(sqlite.SQLiteTransaction):
+    """A transaction that queues with this process's writes and holds SQLite's write
+    lock from BEGIN (IMMEDIATE): its statements need not queue again (they run inside
+    it), and two transactions never both read and then deadlock upgrading to write."""
+
+    def __init__(self, connection: SQLiteConnection, writes: asyncio.Lock) -> None:
+        super().__init__(connection)
+        self._writes = writes
+        self._holding = False
+
+    async def start(self, is_root: bool, extra_options: dict[Any, Any]) -> None:
+        if not is_root:
+            await super().start(is_root, extra_options)
+            return
+        self._is_root = True
+        await self._writes.acquire()
+        self._holding = True
+        try:
+            assert self._connection._connection is not None, "Connection is not acquired"
+            async with self._connection._connection.execute("BEGIN IMMEDIATE") as cursor:
+                await cursor.close()
+        except BaseException:
+            self._release()
+            raise
+
+    async def commit(self) -> None:
+        try:
+            await super().commit()
+        finally:
+            self._release()
+
+    async def rollback(self) -> None:
+        try:
+            await super().rollback()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self._writes.release()

@@ -93,3 +93,66 @@ def _next_change_sqlite(element: _NextChange, compiler: Any, **kw: Any) -> str:
 
 
 NEXT_CHANGE = _NextChange()
+
+
+# Webhooks (migration 0007): a tenant's receivers, the delivery outbox, each attempt.
+_SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_TIME = sa.DateTime(timezone=True)
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    # The event types it wants, space-separated with a space either side (" job.created "),
+    # so one LIKE finds the endpoints wanting a type on both engines.
+    sa.Column("events", sa.Text(), nullable=False),
+    # Sealed (app.webhooks.secrets); the previous one still signs until it expires.
+    sa.Column("secret", sa.Text(), nullable=False),
+    sa.Column("previous_secret", sa.Text(), nullable=True),
+    sa.Column("previous_secret_until", _TIME, nullable=True),
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    sa.Column("disabled_reason", sa.Text(), nullable=True),
+    sa.Column("last_success_at", _TIME, nullable=True),
+    sa.Column("created_at", _TIME, nullable=False),
+    sa.Column("updated_at", _TIME, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    # The `webhook-id` header: the same on every attempt of this delivery.
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("endpoint_id", sa.Uuid(), nullable=False),
+    sa.Column("tenant", sa.String(200), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("job_id", sa.Uuid(), nullable=False),
+    # The exact body sent (and signed) on every attempt.
+    sa.Column("payload", sa.Text(), nullable=False),
+    # app.webhooks.model.DeliveryStatus: 0 pending, 1 delivered, 2 failed.
+    sa.Column("status", sa.SmallInteger(), nullable=False),
+    # Attempts of the current round (a redelivery starts a new one).
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    # When it was first due (job.progress coalescing spaces these per job).
+    sa.Column("due_at", _TIME, nullable=False),
+    # When a deliverer may next claim it; a claim moves it a lease ahead.
+    sa.Column("next_attempt_at", _TIME, nullable=False),
+    sa.Column("created_at", _TIME, nullable=False),
+    sa.Column("delivered_at", _TIME, nullable=True),
+    sa.Column("last_status_code", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    sa.Column("delivery_seq", _SEQ, nullable=False),
+    sa.Column("attempted_at", _TIME, nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("duration_ms", sa.Integer(), nullable=False),
+)

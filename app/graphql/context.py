@@ -16,7 +16,10 @@ from app.errors import Unauthenticated
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import JobEvents
 from app.jobs.service import Jobs
+from app.jobs.store import DEFAULT_OUTBOX
 from app.settings import Settings
+from app.webhooks.outbox import Outbox
+from app.webhooks.service import WebhookConfig, Webhooks
 
 
 @dataclass
@@ -38,6 +41,9 @@ class Context:
     public_url: str = ""
     # The `connection_init` payload of a WebSocket connection (set by strawberry).
     connection_params: dict[str, Any] | None = None
+    # Where job changes record their webhook deliveries (app.webhooks.outbox).
+    outbox: Outbox = DEFAULT_OUTBOX
+    webhook_config: WebhookConfig | None = None
 
     @property
     def jobs(self) -> Jobs:
@@ -50,7 +56,16 @@ class Context:
             self.cursors,
             self.caller,
             key_ttl=self.settings.idempotency_key_ttl,
+            outbox=self.outbox.at(self.public_url),
         )
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """The caller's tenant's webhook endpoints (scope `webhooks:manage`)."""
+        if self.caller is None:
+            raise self.unauthenticated()
+        assert self.webhook_config is not None
+        return Webhooks(self.database, self.caller, self.webhook_config, self.cursors)
 
     def unauthenticated(self) -> Unauthenticated:
         """Why there is no caller, as a fresh error (its class says whether a token was sent)."""

@@ -9,10 +9,11 @@ import strawberry
 
 from app.graphql.context import Info
 from app.graphql.types import CreateJobInput, Job, JobStatus
+from app.graphql.webhooks import WebhookMutations
 
 
 @strawberry.type(description="Create and change encoding jobs.")
-class Mutation:
+class Mutation(WebhookMutations):
     @strawberry.mutation(
         description="Create a job; it starts IN_PROGRESS at progress 0. With an "
         "`idempotencyKey`, sending it again returns the job the first created, as created, "

@@ -9,11 +9,12 @@ import strawberry
 
 from app.graphql.context import Info
 from app.graphql.types import Job, JobConnection, JobFilter
+from app.graphql.webhooks import WebhookQueries
 from app.jobs import model
 
 
 @strawberry.type(description="Read encoding jobs.")
-class Query:
+class Query(WebhookQueries):
     @strawberry.field(
         description="One job by id; null if there is none. "
         "A deleted job is returned with `deletedAt` set."

@@ -124,6 +124,8 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
             caller=caller,
             auth_error=problem,
             public_url=public_url(self.settings, request.scope),
+            outbox=request.app.state.outbox,
+            webhook_config=request.app.state.webhooks,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

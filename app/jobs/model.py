@@ -155,6 +155,23 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def job_document(job: Job, public_url: str) -> dict[str, object]:
+    """The documented REST response object, exactly these keys (REST answers and
+    webhook payloads alike)."""
+    return {
+        "id": str(job.id),
+        "url": job.url(public_url),
+        "status": int(job.status),
+        "progress": job.progress,
+        "profile": str(job.profile),
+        "video": str(job.video),
+        "inputs": [str(value) for value in job.inputs],
+        "created_at": format_timestamp(job.created_at),
+        "updated_at": format_timestamp(job.updated_at),
+        "deleted_at": format_timestamp(job.deleted_at) if job.deleted_at else None,
+    }
+
+
 def parse_uuid(field: str, value: object) -> uuid.UUID:
     if not isinstance(value, str):
         raise InvalidInput(field, f"must be a UUID string, got {_kind(value)}")

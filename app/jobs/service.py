@@ -17,14 +17,15 @@ from datetime import datetime, timedelta
 
 from databases import Database
 
-from app.auth import ALL_SCOPES, READ, REPORT, WRITE, Caller
-from app.errors import Forbidden, JobNotFound
+from app.auth import ALL_SCOPES, READ, REPORT, WRITE, Caller, require
+from app.errors import JobNotFound
 from app.jobs import idempotency, store
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import JobEvents
 from app.jobs.mailbox import JobStream
 from app.jobs.model import Created, Job, JobChange, JobFilter, JobStatus, NewJob, Page
 from app.outages import database_calls
+from app.webhooks.outbox import Outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,8 @@ class Jobs:
     cursors: CursorCodec = field(kw_only=True)
     # Seconds an idempotency key of a create is remembered (IDEMPOTENCY_KEY_TTL).
     key_ttl: int = field(default=idempotency.DEFAULT_TTL, kw_only=True)
+    # Where each change records the webhook deliveries it causes (in its transaction).
+    outbox: Outbox = field(kw_only=True, default=store.DEFAULT_OUTBOX)
 
     @classmethod
     def for_caller(
@@ -49,6 +52,7 @@ class Jobs:
         caller: Caller,
         *,
         key_ttl: int = idempotency.DEFAULT_TTL,
+        outbox: Outbox = store.DEFAULT_OUTBOX,
     ) -> Jobs:
         return cls(
             database,
@@ -57,6 +61,7 @@ class Jobs:
             events=events,
             cursors=cursors,
             key_ttl=key_ttl,
+            outbox=outbox,
         )
 
     def cursor(self, job: Job) -> str:
@@ -69,8 +74,7 @@ class Jobs:
         return self.cursors.decode(self.tenant, cursor, field)
 
     def allow(self, scope: str) -> None:
-        if scope not in self.scopes:
-            raise Forbidden(f"this token lacks the {scope} scope")
+        require(self.scopes, scope)
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
         self.allow(READ)
@@ -99,13 +103,18 @@ class Jobs:
         self.allow(WRITE)
         if idempotency_key is None:
             with database_calls():
-                job = await store.create_job(self.database, self.tenant, new)
+                job = await store.create_job(self.database, self.tenant, new, self.outbox)
             created = Created(job, replayed=False)
         else:
             key = idempotency.for_request(idempotency_key, new, key_field)
             with database_calls():
                 created = await store.create_job_once(
-                    self.database, self.tenant, new, key, timedelta(seconds=self.key_ttl)
+                    self.database,
+                    self.tenant,
+                    new,
+                    key,
+                    timedelta(seconds=self.key_ttl),
+                    self.outbox,
                 )
         # A replay created nothing: subscribers heard of the job when it was created.
         if not created.replayed:
@@ -115,7 +124,7 @@ class Jobs:
     async def delete(self, job_id: uuid.UUID) -> Job:
         self.allow(WRITE)
         with database_calls():
-            job = await store.delete_job(self.database, self.tenant, job_id)
+            job = await store.delete_job(self.database, self.tenant, job_id, self.outbox)
         # Deleting again changes nothing; listeners drop the repeated state.
         await self.events.publish(job)
         return job
@@ -125,7 +134,9 @@ class Jobs:
     ) -> Job:
         self.allow(REPORT)
         with database_calls():
-            job = await store.update_progress(self.database, self.tenant, job_id, progress, status)
+            job = await store.update_progress(
+                self.database, self.tenant, job_id, progress, status, self.outbox
+            )
         await self.events.publish(job)
         return job
 

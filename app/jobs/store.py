@@ -3,6 +3,10 @@
 The state rules are applied here, atomically: a change is one conditional
 `UPDATE … WHERE … RETURNING`, so concurrent workers can never move progress
 backwards or revive a finished job, whichever of them the database runs first.
+
+Every change commits in one transaction with the webhook deliveries it causes
+(`_change`: the one place, for creation, reports and deletion alike), so a change
+is never committed without them (app.webhooks.outbox).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from app.jobs.model import (
     check_progress,
     utcnow,
 )
+from app.webhooks.model import EventType, event_for_report
+from app.webhooks.outbox import Outbox
 
 
 def _job(row: Mapping[str, Any]) -> Job:
@@ -49,6 +55,36 @@ def _job(row: Mapping[str, Any]) -> Job:
         deleted_at=_utc(row["deleted_at"]) if row["deleted_at"] is not None else None,
         seq=row["seq"],
     )
+
+
+# Records deliveries with the default settings: for callers without the app's own
+# (tools, tests of the store); the app passes its Outbox (app.main).
+DEFAULT_OUTBOX = Outbox()
+
+
+async def _change(
+    db: Database,
+    tenant: str,
+    statement: Any,
+    outbox: Outbox,
+    event: EventType,
+) -> Job | None:
+    """Run a change (a statement returning the changed row) and record the webhook
+    deliveries it causes, in one transaction; None if the statement changed nothing.
+    Without an endpoint concerned by `event` no transaction is needed (one read)."""
+    wanting = outbox.concerned(await outbox.endpoints(db, tenant), event)
+    if not wanting:
+        row = await db.fetch_one(statement)
+        return _job(row._mapping) if row is not None else None
+    async with db.transaction():
+        row = await db.fetch_one(statement)
+        if row is None:
+            return None
+        job = _job(row._mapping)
+        recorded = await outbox.record(db, job, event, wanting)
+    if recorded:
+        outbox.recorded()
+    return job
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
@@ -100,12 +136,22 @@ _IN_PROGRESS, _COMPLETED, _FAILED = (
 )
 
 
-async def create_job(db: Database, tenant: str, new: NewJob) -> Job:
-    return await _insert_job(db, tenant, new, uuid.uuid4(), utcnow())
+async def create_job(
+    db: Database, tenant: str, new: NewJob, outbox: Outbox = DEFAULT_OUTBOX
+) -> Job:
+    insert = _insert_job(tenant, new, uuid.uuid4(), utcnow())
+    job = await _change(db, tenant, insert, outbox, EventType.JOB_CREATED)
+    assert job is not None
+    return job
 
 
 async def create_job_once(
-    db: Database, tenant: str, new: NewJob, key: IdempotencyKey, ttl: timedelta
+    db: Database,
+    tenant: str,
+    new: NewJob,
+    key: IdempotencyKey,
+    ttl: timedelta,
+    outbox: Outbox = DEFAULT_OUTBOX,
 ) -> Created:
     """Create the job unless `key` already created one within `ttl`: then that job,
     as it was created, and nothing stored; CONFLICT if it came with another request.
@@ -113,19 +159,31 @@ async def create_job_once(
     The key is claimed and the job inserted in one transaction. Concurrent claims of
     one key meet at the unique (tenant, key) constraint: on PostgreSQL the later ones
     wait for the first's commit and then find its key; SQLite runs one writer at a
-    time. An expired key is taken over in the same statement, as if it were new.
+    time. An expired key is taken over in the same statement, as if it were new. The
+    webhook deliveries a new job causes are recorded in that transaction too (`_change`).
     """
     job_id, now = uuid.uuid4(), utcnow()
+    wanting = outbox.concerned(await outbox.endpoints(db, tenant), EventType.JOB_CREATED)
     async with db.transaction():
         claimed = await db.fetch_one(_claim(db.url.dialect, tenant, key, job_id, now, now - ttl))
         if claimed is not None:
-            return Created(await _insert_job(db, tenant, new, job_id, now), replayed=False)
-        # Not claimed: the key is held, unexpired (and locked by the claim, on PostgreSQL).
-        row = await db.fetch_one(
-            sa.select(idempotency_keys.c.fingerprint, *jobs.c)
-            .join(jobs, jobs.c.id == idempotency_keys.c.job_id)
-            .where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key.key)
-        )
+            inserted = await db.fetch_one(_insert_job(tenant, new, job_id, now))
+            assert inserted is not None
+            job = _job(inserted._mapping)
+            recorded = bool(wanting) and await outbox.record(
+                db, job, EventType.JOB_CREATED, wanting
+            )
+        else:
+            # Not claimed: the key is held, unexpired (and locked by the claim, on PostgreSQL).
+            row = await db.fetch_one(
+                sa.select(idempotency_keys.c.fingerprint, *jobs.c)
+                .join(jobs, jobs.c.id == idempotency_keys.c.job_id)
+                .where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key.key)
+            )
+    if claimed is not None:
+        if recorded:
+            outbox.recorded()
+        return Created(job, replayed=False)
     if row is None:
         raise RuntimeError(f"idempotency key {key.key!r} of tenant {tenant!r} names no job")
     if row._mapping["fingerprint"] != key.fingerprint:
@@ -181,35 +239,32 @@ async def forget_keys(db: Database, expired_before: datetime, limit: int) -> int
     return len(rows)
 
 
-async def _insert_job(
-    db: Database, tenant: str, new: NewJob, job_id: uuid.UUID, now: datetime
-) -> Job:
+def _insert_job(
+    tenant: str, new: NewJob, job_id: uuid.UUID, now: datetime
+) -> sa.StatementLambdaElement:
+    """The insert of a new job, returning its row."""
     profile, video = new.profile, new.video
     inputs = [str(value) for value in new.inputs]
     # Built and keyed once (a lambda statement), not per call.
-    row = await db.fetch_one(
-        sa.lambda_stmt(
-            lambda: (
-                jobs.insert()
-                .values(
-                    id=job_id,
-                    tenant=tenant,
-                    status=_IN_PROGRESS,
-                    progress=0,
-                    profile=profile,
-                    video=video,
-                    inputs=inputs,
-                    created_at=now,
-                    updated_at=now,
-                    deleted_at=None,
-                    change_seq=NEXT_CHANGE,
-                )
-                .returning(*jobs.c)
+    return sa.lambda_stmt(
+        lambda: (
+            jobs.insert()
+            .values(
+                id=job_id,
+                tenant=tenant,
+                status=_IN_PROGRESS,
+                progress=0,
+                profile=profile,
+                video=video,
+                inputs=inputs,
+                created_at=now,
+                updated_at=now,
+                deleted_at=None,
+                change_seq=NEXT_CHANGE,
             )
+            .returning(*jobs.c)
         )
     )
-    assert row is not None
-    return _job(row._mapping)
 
 
 async def get_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job | None:
@@ -252,16 +307,22 @@ async def count_jobs(db: Database, tenant: str, job_filter: JobFilter) -> int:
     return int(value)
 
 
-async def delete_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job:
-    """Soft delete; deleting again returns the job unchanged."""
-    row = await db.fetch_one(
+async def delete_job(
+    db: Database, tenant: str, job_id: uuid.UUID, outbox: Outbox = DEFAULT_OUTBOX
+) -> Job:
+    """Soft delete; deleting again returns the job unchanged (and sends no webhook)."""
+    deleted = await _change(
+        db,
+        tenant,
         jobs.update()
         .where(jobs.c.id == job_id, jobs.c.tenant == tenant, jobs.c.deleted_at.is_(None))
         .values(deleted_at=_NOW, updated_at=_LATER_NOW, change_seq=NEXT_CHANGE)
-        .returning(*jobs.c)
+        .returning(*jobs.c),
+        outbox,
+        EventType.JOB_DELETED,
     )
-    if row is not None:
-        return _job(row._mapping)
+    if deleted is not None:
+        return deleted
     job = await get_job(db, tenant, job_id)
     if job is None:
         raise JobNotFound(job_id)
@@ -274,6 +335,7 @@ async def update_progress(
     job_id: uuid.UUID,
     progress: int | None,
     status: JobStatus | None = None,
+    outbox: Outbox = DEFAULT_OUTBOX,
 ) -> Job:
     """Report progress and/or a final status, under the contract's state rules.
 
@@ -314,9 +376,9 @@ async def update_progress(
         )
     else:
         update += lambda u: u.values(updated_at=_LATER_NOW, change_seq=NEXT_CHANGE)
-    row = await db.fetch_one(update)
-    if row is not None:
-        return _job(row._mapping)
+    changed = await _change(db, tenant, update, outbox, event_for_report(status))
+    if changed is not None:
+        return changed
     raise await _why_unchanged(db, tenant, job_id, progress)
 
 
