@@ -194,13 +194,28 @@ async def test_a_database_at_change_numbers_gets_idempotency_keys_in_place_jobs_
     settings = Settings(database_url=blank_database_url)
     assert await db.migrate(settings, "0005") == REVISIONS[:5]
     database = await db.connect(settings)
-    try:  # jobs as revision 0005 stores them
-        before = [
-            await store.create_job(
-                database, "t", new_job([uuid.uuid4()], uuid.uuid4(), uuid.uuid4())
+    try:  # jobs as revision 0005 stores them (written directly: today's create_job
+        # also reads tables of later revisions, the webhook endpoints)
+        before = []
+        for change in range(1, 4):
+            job_id, now = uuid.uuid4(), datetime.now(UTC)
+            await database.execute(
+                db.jobs.insert().values(
+                    id=job_id,
+                    tenant="t",
+                    status=0,
+                    progress=0,
+                    profile=uuid.uuid4(),
+                    video=uuid.uuid4(),
+                    inputs=[str(uuid.uuid4())],
+                    created_at=now,
+                    updated_at=now,
+                    change_seq=change,
+                )
             )
-            for _ in range(3)
-        ]
+            job = await store.get_job(database, "t", job_id)
+            assert job is not None
+            before.append(job)
     finally:
         await database.disconnect()
 
