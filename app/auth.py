@@ -21,7 +21,9 @@ from app.settings import Settings, public_key_algorithm
 READ = "jobs:read"
 WRITE = "jobs:write"
 REPORT = "jobs:report"
-SCOPES = (READ, WRITE, REPORT)
+# GET /metrics (app.metrics_endpoint); reaches no job.
+METRICS_READ = "metrics:read"
+SCOPES = (READ, WRITE, REPORT, METRICS_READ)
 ALL_SCOPES = frozenset(SCOPES)
 
 # The tenant column holds at most this many characters.

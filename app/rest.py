@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import media
+from app import media, metrics
 from app.errors import (
     AppError,
     InvalidInput,
@@ -54,6 +54,7 @@ async def app_error(request: Request, exc: Exception) -> Response:
         response.headers["WWW-Authenticate"] = 'Bearer realm="jobs"'
     elif isinstance(exc, Unavailable):
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        metrics.UNAVAILABLE.labels("rest").inc()
     return response
 
 

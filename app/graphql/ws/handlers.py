@@ -78,6 +78,11 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
 
     _next = ('{"id":', ',"type":"next","payload":', "}")
     _complete = ('{"id":', ',"type":"complete"}')
+    protocol = "graphql-transport-ws"
+
+    async def handle(self) -> None:
+        with self.connected():
+            await super().handle()
 
     async def handle_message(self, message: Message) -> None:
         try:
@@ -111,7 +116,8 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
         # (`_forget`, `cleanup_operation`); its task ends here.
         op = operation
         if not await self._serve(op.id, op.query, op.variables, op.operation_name):
-            await super().run_operation(operation)
+            with self.running():
+                await super().run_operation(operation)
 
     def _forget(self, op_id: str) -> None:
         self.operations.pop(op_id, None)
@@ -137,6 +143,7 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
 
     _next = ('{"type":"data","id":', ',"payload":', "}")
     _complete = ('{"type":"complete","id":', "}")
+    protocol = "graphql-ws"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -149,7 +156,8 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
         delay = self.view.connection_init_wait_timeout.total_seconds()
         timer = asyncio.get_running_loop().call_later(delay, self._init_timed_out)
         try:
-            await super().handle()
+            with self.connected():
+                await super().handle()
         finally:
             timer.cancel()
             if self._init_timeout is not None:
@@ -225,7 +233,8 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
             await self.send_message({"type": "complete", "id": operation_id})
             return
         if not served:
-            await super().handle_async_results(operation_id, query, operation_name, variables)
+            with self.running():
+                await super().handle_async_results(operation_id, query, operation_name, variables)
 
     def _forget(self, op_id: str) -> None:
         self.tasks.pop(op_id, None)
