@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +22,9 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.routes = routes
+        # Each (route, method, status)'s series, looked up once: `labels()` checks and
+        # locks each time. Bounded as the labels are.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,10 +42,16 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = self._template(scope)
-            method = metrics.bounded_method(scope["method"])
-            metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-            metrics.HTTP_DURATION.labels(route, method).observe(time.perf_counter() - started)
+            key = (self._template(scope), metrics.bounded_method(scope["method"]), status)
+            series = self._series.get(key)
+            if series is None:
+                route, method, _ = key
+                series = self._series[key] = (
+                    metrics.HTTP_REQUESTS.labels(route, method, str(status)),
+                    metrics.HTTP_DURATION.labels(route, method),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
 
     def _template(self, scope: Scope) -> str:
         route = scope.get("route")

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -201,6 +204,22 @@ def multiprocess_dir() -> Path | None:
     """Where the workers keep their values (set before the first import), or None."""
     folder = os.environ.get(MULTIPROC_ENV)
     return Path(folder) if folder else None
+
+
+@contextmanager
+def shared_between_workers(workers: int) -> Iterator[None]:
+    """With several workers: PROMETHEUS_MULTIPROC_DIR at a new empty folder while they
+    run, removed after. A folder the operator set already is used as it is (and is
+    theirs to empty before each start: prometheus-client adds up what it finds)."""
+    if workers < 2 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="jobs-gateway-metrics-") as folder:
+        os.environ[MULTIPROC_ENV] = folder
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]
 
 
 def registry() -> CollectorRegistry:

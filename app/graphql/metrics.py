@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 from strawberry.exceptions import MissingQueryError
@@ -27,10 +28,23 @@ OK = "ok"
 NAMES = metrics.OperationNames()
 
 
+# Each label set's series, looked up once (`labels()` checks and locks each time);
+# bounded as the labels are.
+_SERIES: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
 def record(kind: str, name: str, outcome: str, seconds: float | None = None) -> None:
-    metrics.GRAPHQL_OPERATIONS.labels(kind, name, outcome).inc()
-    if seconds is not None:
-        metrics.GRAPHQL_DURATION.labels(kind, name).observe(seconds)
+    key = (kind, name, outcome)
+    series = _SERIES.get(key)
+    if series is None:
+        series = _SERIES[key] = (
+            metrics.GRAPHQL_OPERATIONS.labels(kind, name, outcome),
+            # (Subscriptions are not timed: no empty histogram for them.)
+            metrics.GRAPHQL_DURATION.labels(kind, name) if seconds is not None else None,
+        )
+    series[0].inc()
+    if seconds is not None and series[1] is not None:
+        series[1].observe(seconds)
 
 
 def name_label(document: DocumentNode | None, name: str | None) -> str:
