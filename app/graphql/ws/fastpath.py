@@ -50,15 +50,11 @@ class FastPath:
         self._outbox: Outbox | None = None
         self._subscriptions = metrics.SUBSCRIPTIONS.labels(self.protocol)
 
-    @contextmanager
-    def connected(self) -> Iterator[None]:
-        """The connection's life, counted (`websocket_connections`)."""
-        gauge = metrics.WEBSOCKET_CONNECTIONS.labels(self.protocol)
-        gauge.inc()
-        try:
-            yield
-        finally:
-            gauge.dec()
+    def connections(self) -> Any:
+        """The `websocket_connections` gauge of this protocol: the handler's `handle`
+        counts its connection's life (no context manager: one would be held per
+        connection for as long as it lives)."""
+        return metrics.WEBSOCKET_CONNECTIONS.labels(self.protocol)
 
     @contextmanager
     def running(self) -> Iterator[None]:

@@ -81,8 +81,11 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
     protocol = "graphql-transport-ws"
 
     async def handle(self) -> None:
-        with self.connected():
+        self.connections().inc()
+        try:
             await super().handle()
+        finally:
+            self.connections().dec()
 
     async def handle_message(self, message: Message) -> None:
         try:
@@ -155,10 +158,11 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
         # connection that has not sent `connection_init` in time is closed (4408).
         delay = self.view.connection_init_wait_timeout.total_seconds()
         timer = asyncio.get_running_loop().call_later(delay, self._init_timed_out)
+        self.connections().inc()
         try:
-            with self.connected():
-                await super().handle()
+            await super().handle()
         finally:
+            self.connections().dec()
             timer.cancel()
             if self._init_timeout is not None:
                 self._init_timeout.cancel()
