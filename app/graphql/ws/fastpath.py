@@ -30,6 +30,14 @@ from app.jobs import model
 from app.jobs.events import JobEvents
 from app.jobs.mailbox import FELL_BEHIND, count_interruption
 
+# Each protocol's gauges, looked up once (not kept per connection: memory per connection).
+_CONNECTIONS = {
+    protocol: metrics.WEBSOCKET_CONNECTIONS.labels(protocol) for protocol in metrics.PROTOCOLS
+}
+_SUBSCRIPTIONS = {
+    protocol: metrics.SUBSCRIPTIONS.labels(protocol) for protocol in metrics.PROTOCOLS
+}
+
 
 class FastPath:
     """Serving `jobProgress` and `jobUpdates` by fan-out, for either protocol's handler."""
@@ -48,30 +56,29 @@ class FastPath:
         super().__init__(*args, **kwargs)
         self._fast: dict[str, Subscriber] = {}
         self._outbox: Outbox | None = None
-        self._subscriptions = metrics.SUBSCRIPTIONS.labels(self.protocol)
 
     def connections(self) -> Any:
         """The `websocket_connections` gauge of this protocol: the handler's `handle`
         counts its connection's life (no context manager: one would be held per
         connection for as long as it lives)."""
-        return metrics.WEBSOCKET_CONNECTIONS.labels(self.protocol)
+        return _CONNECTIONS[self.protocol]
 
     @contextmanager
     def running(self) -> Iterator[None]:
         """An operation strawberry runs, counted while it runs (`subscriptions`)."""
-        self._subscriptions.inc()
+        _SUBSCRIPTIONS[self.protocol].inc()
         try:
             yield
         finally:
-            self._subscriptions.dec()
+            _SUBSCRIPTIONS[self.protocol].dec()
 
     def _add(self, subscriber: Subscriber) -> None:
         self._fast[subscriber.id] = subscriber
-        self._subscriptions.inc()
+        _SUBSCRIPTIONS[self.protocol].inc()
 
     def _end(self, subscriber: Subscriber, outcome: str = operations.OK) -> None:
         """A fanned-out subscription is over: counted as strawberry's are when they end."""
-        self._subscriptions.dec()
+        _SUBSCRIPTIONS[self.protocol].dec()
         operations.record(operations.SUBSCRIPTION, subscriber.group.plan.name, outcome)
 
     def _forget(self, op_id: str) -> None:
