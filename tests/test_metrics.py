@@ -112,6 +112,11 @@ def test_requests_jobs_and_operations_move_their_families(gateway: Server) -> No
     refused = graphql(gateway, CREATE, auth=None, input=request_object())
     assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert httpx.get(f"{gateway.url}/no/such/{job_id}").status_code == 404
+    # Refused before routing (the body cap): counted under the route it was aimed at.
+    too_large = httpx.post(
+        f"{gateway.url}/encoding/jobs", content=b"x" * 1_048_577, headers=bearer(JOBS)
+    )
+    assert too_large.status_code == 413
     response = httpx.get(f"{gateway.url}/metrics", timeout=LIMIT)
     after = parse(response.text)
 
@@ -121,6 +126,7 @@ def test_requests_jobs_and_operations_move_their_families(gateway: Server) -> No
     assert moved(before, after, http, route="/encoding/jobs", method="GET", status="401") == 1
     assert moved(before, after, http, route="/graphql", method="POST", status="200") == 2
     assert moved(before, after, http, route="unmatched", method="GET", status="404") == 1
+    assert moved(before, after, http, route="/encoding/jobs", method="POST", status="413") == 1
     duration = "jobs_gateway_http_request_duration_seconds_count"
     assert moved(before, after, duration, route="/encoding/jobs/{id}", method="GET") == 1
 
