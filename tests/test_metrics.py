@@ -31,7 +31,14 @@ from support.servers import Server, start_server
 from tests.jobs_data import CREATE, REPORT, request_object
 from tests.test_database_outage import fill, small_filesystem
 from tests.tokens import SECRET, bearer, token
-from tests.wsclient import JOB_PROGRESS, LEGACY_WS, TRANSPORT_WS, GraphQLSocket, graphql_socket
+from tests.wsclient import (
+    JOB_PROGRESS,
+    JOB_UPDATES,
+    LEGACY_WS,
+    TRANSPORT_WS,
+    GraphQLSocket,
+    graphql_socket,
+)
 
 LIMIT = 60
 JOBS = token(scope="jobs:read jobs:write jobs:report")
@@ -215,6 +222,71 @@ async def test_subscribers_on_each_protocol_move_connections_subscriptions_and_e
     assert moved(before, after, operations, type="subscription", name="Follow", outcome="ok") == 2
     assert (
         moved(before, after, operations, type="subscription", name="anonymous", outcome="ok") == 1
+    )
+
+
+@pytest.mark.anyio
+async def test_a_subscriber_that_stops_reading_moves_conflated_and_interrupted(
+    gateway: Server,
+) -> None:
+    # As tests/test_job_updates_fanout.py stalls one: big messages, no compression,
+    # many subscriptions on a connection that stops reading; its buffers fill.
+    inputs = [str(uuid.uuid4()) for _ in range(100)]
+    ops = [f"s{n}" for n in range(16)]
+    before = scrape(gateway)
+    async with httpx.AsyncClient(base_url=gateway.url, headers=bearer(JOBS), timeout=LIMIT) as http:
+        with anyio.fail_after(LIMIT * 2):
+            async with graphql_socket(
+                gateway.ws_url,
+                payload=bearer(JOBS),
+                compression=None,
+                max_queue=1,
+                ping_interval=None,
+            ) as stalled:
+                for op in ops:
+                    await stalled.subscribe(op, JOB_UPDATES)
+                for _ in range(LIMIT * 20):
+                    subscribed = scrape(gateway)
+                    if value(subscribed, "jobs_gateway_subscriptions", protocol=TRANSPORT_WS) >= 16:
+                        break
+                    await anyio.sleep(0.05)
+                # One job changing over and over: a slow subscriber is owed its latest
+                # state only, the ones between are dropped (conflated).
+                created = await http.post("/encoding/jobs", json=request_object(inputs=inputs))
+                job = created.json()["id"]
+                for progress in range(1, 100):
+                    await http.patch(f"/encoding/jobs/{job}", json={"progress": progress})
+                conflated = scrape(gateway)
+                # More than 64 jobs waiting: each subscription is told it fell behind.
+                for _ in range(1_000):
+                    after = scrape(gateway)
+                    if (
+                        moved(
+                            before,
+                            after,
+                            "jobs_gateway_subscriptions_interrupted_total",
+                            reason="fell_behind",
+                        )
+                        >= 16
+                    ):
+                        break
+                    for _ in range(10):
+                        await http.post("/encoding/jobs", json=request_object(inputs=inputs))
+    assert moved(before, conflated, "jobs_gateway_events_conflated_total") > 0
+    interrupted = "jobs_gateway_subscriptions_interrupted_total"
+    assert moved(before, after, interrupted, reason="fell_behind") == 16
+    assert moved(before, after, interrupted, reason="broker_outage") == 0
+    operations = "jobs_gateway_graphql_operations_total"
+    assert (
+        moved(
+            before,
+            after,
+            operations,
+            type="subscription",
+            name="anonymous",
+            outcome="SUBSCRIPTION_INTERRUPTED",
+        )
+        == 16
     )
 
 
