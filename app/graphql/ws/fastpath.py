@@ -56,12 +56,13 @@ class FastPath:
         super().__init__(*args, **kwargs)
         self._fast: dict[str, Subscriber] = {}
         self._outbox: Outbox | None = None
+        # A handler per connection, made as it is handled: its life is the
+        # connection's (no wrapper around `handle`: its frame would stay as long).
+        _CONNECTIONS[self.protocol].inc()
 
-    def connections(self) -> Any:
-        """The `websocket_connections` gauge of this protocol: the handler's `handle`
-        counts its connection's life (no context manager: one would be held per
-        connection for as long as it lives)."""
-        return _CONNECTIONS[self.protocol]
+    def disconnected(self) -> None:
+        """The connection's handling is over (its handler's last step)."""
+        _CONNECTIONS[self.protocol].dec()
 
     @contextmanager
     def running(self) -> Iterator[None]:

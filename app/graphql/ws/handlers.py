@@ -80,13 +80,6 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
     _complete = ('{"id":', ',"type":"complete"}')
     protocol = "graphql-transport-ws"
 
-    async def handle(self) -> None:
-        self.connections().inc()
-        try:
-            await super().handle()
-        finally:
-            self.connections().dec()
-
     async def handle_message(self, message: Message) -> None:
         try:
             check_transport(message)
@@ -136,9 +129,13 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
         await super().cleanup_operation(operation_id)
 
     async def shutdown(self) -> None:
-        self._stop_watching()
-        await super().shutdown()
-        await self._close_fast()
+        # (strawberry's `handle` ends with it, once per connection.)
+        try:
+            self._stop_watching()
+            await super().shutdown()
+            await self._close_fast()
+        finally:
+            self.disconnected()
 
 
 class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]):
@@ -158,11 +155,9 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
         # connection that has not sent `connection_init` in time is closed (4408).
         delay = self.view.connection_init_wait_timeout.total_seconds()
         timer = asyncio.get_running_loop().call_later(delay, self._init_timed_out)
-        self.connections().inc()
         try:
             await super().handle()
         finally:
-            self.connections().dec()
             timer.cancel()
             if self._init_timeout is not None:
                 self._init_timeout.cancel()
@@ -258,6 +253,10 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
         await super().cleanup_operation(operation_id)
 
     async def cleanup(self) -> None:
-        self._stop_watching()
-        await self._close_fast()
-        await super().cleanup()
+        # (strawberry's `handle` ends with it, once per connection.)
+        try:
+            self._stop_watching()
+            await self._close_fast()
+            await super().cleanup()
+        finally:
+            self.disconnected()
