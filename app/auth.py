@@ -23,7 +23,9 @@ WRITE = "jobs:write"
 REPORT = "jobs:report"
 # Create, change and inspect the tenant's webhook endpoints (app.webhooks.service).
 MANAGE_WEBHOOKS = "webhooks:manage"
-SCOPES = (READ, WRITE, REPORT, MANAGE_WEBHOOKS)
+# GET /metrics (app.metrics_endpoint); reaches no job.
+METRICS_READ = "metrics:read"
+SCOPES = (READ, WRITE, REPORT, MANAGE_WEBHOOKS, METRICS_READ)
 ALL_SCOPES = frozenset(SCOPES)
 
 # What every challenge names (RFC 7235 §2.2).

@@ -88,24 +88,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from app.http_server import uvicorn_options
+    from app.metrics import shared_between_workers
 
-    uvicorn.run(
-        "app.main:app",
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        workers=args.workers,
-        # A WebSocket message is held to the same cap as an HTTP body.
-        ws_max_size=settings.max_body_bytes,
-        # uvicorn's default protocol, with memory bounded against clients that do not
-        # read or send 1-byte frames (app/wsprotocol.py; docs/limits.md).
-        ws="app.wsprotocol:BoundedWebSocketProtocol",
-        # After SIGTERM, requests still running get this long, then are cut: the
-        # process exits in bounded time even if a client never finishes its request.
-        timeout_graceful_shutdown=settings.shutdown_timeout,
-        # Bounds on request heads, and headers on every answer (app/http_server.py).
-        **uvicorn_options(settings),
-    )
+    # Several workers keep their metrics in files of a folder made (and removed) here,
+    # which each scrape adds up (app/metrics.py); one worker keeps them in memory.
+    with shared_between_workers(args.workers):
+        uvicorn.run(
+            "app.main:app",
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            workers=args.workers,
+            # A WebSocket message is held to the same cap as an HTTP body.
+            ws_max_size=settings.max_body_bytes,
+            # uvicorn's default protocol, with memory bounded against clients that do not
+            # read or send 1-byte frames (app/wsprotocol.py; docs/limits.md).
+            ws="app.wsprotocol:BoundedWebSocketProtocol",
+            # After SIGTERM, requests still running get this long, then are cut: the
+            # process exits in bounded time even if a client never finishes its request.
+            timeout_graceful_shutdown=settings.shutdown_timeout,
+            # Bounds on request heads, and headers on every answer (app/http_server.py).
+            **uvicorn_options(settings),
+        )
     return 0
 
 

@@ -88,6 +88,13 @@ REACHES: tuple[Reach, ...] = (
     ),
     Reach(
         "databases",
+        "databases.backends.postgres:PostgresBackend",
+        ("_pool",),
+        "app/db/postgres.py",
+        "asyncpg's pool: its public counts (size, idle, max) for the pool metrics",
+    ),
+    Reach(
+        "databases",
         "databases.backends.sqlite:SQLitePool",
         (),
         "app/db/sqlite.py",

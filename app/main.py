@@ -16,12 +16,13 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from app import db, health, openapi, outages, rest, web
+from app import db, health, metrics, metrics_endpoint, openapi, outages, rest, web
 from app.auth import TokenVerifier
 from app.errors import AppError
 from app.graphql.view import GraphQLView
+from app.http_metrics import RequestMetrics
 from app.jobs import idempotency
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import CLOSE_TIMEOUT, JobEvents
@@ -112,6 +113,8 @@ def create_app(settings: Settings) -> Starlette:
             await sweeper.stop()
             await events.disconnect()
             await database.disconnect()
+            # With several workers: this one's live gauges leave the sum.
+            metrics.worker_stopped()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -154,26 +157,29 @@ def create_app(settings: Settings) -> Starlette:
             500, "INTERNAL_SERVER_ERROR", f"internal error (request id {request_id})"
         )
 
+    routes = [
+        # PUT and DELETE: graphql-sse's single connection mode (app.graphql.streams).
+        Route("/graphql", graphql, methods=["GET", "POST", "PUT", "DELETE"]),
+        WebSocketRoute("/graphql", graphql),
+        *rest.routes,
+        openapi.route(settings),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint.scrape),
+        *web.routes(settings),
+    ]
     app = Starlette(
-        routes=[
-            # PUT and DELETE: graphql-sse's single connection mode (app.graphql.streams).
-            Route("/graphql", graphql, methods=["GET", "POST", "PUT", "DELETE"]),
-            WebSocketRoute("/graphql", graphql),
-            *rest.routes,
-            openapi.route(settings),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            *web.routes(settings),
-        ],
+        routes=routes,
         exception_handlers={
             AppError: rest.app_error,
             HTTPException: rest.http_error,
             Exception: unexpected,
         },
-        middleware=_middleware(settings, idle),
+        middleware=_middleware(settings, idle, routes),
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.job_counts = metrics_endpoint.JobCounts(settings.metrics_jobs_interval)
     app.state.verifier = TokenVerifier(settings)
     # One cursor key for GraphQL and REST (app.jobs.cursors).
     app.state.cursors = CursorCodec.from_settings(settings)
@@ -205,10 +211,14 @@ def gc_thresholds(*thresholds: int) -> Iterator[None]:
         gc.unfreeze()
 
 
-def _middleware(settings: Settings, idle: IdleCollection) -> list[Middleware]:
+def _middleware(
+    settings: Settings, idle: IdleCollection, routes: list[BaseRoute]
+) -> list[Middleware]:
     # Outermost: a connection past the limit costs as little as it can.
     middleware = [
-        Middleware(WebSocketLimit, limit=settings.max_websocket_connections, on_idle=idle)
+        Middleware(WebSocketLimit, limit=settings.max_websocket_connections, on_idle=idle),
+        # Every HTTP answer counted, the refusals of the middleware below too.
+        Middleware(RequestMetrics, routes=routes),
     ]
     if settings.cors_origins:
         # Bearer tokens, not cookies: no credentials mode needed.

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs; only its error classes are used
 
-from app.errors import Unavailable
+from app import metrics
+from app.errors import AppError, Unavailable
 from app.logs import Throttle
 
 logger = logging.getLogger("app.outages")
@@ -68,6 +69,17 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
+def error_kind(exc: BaseException) -> str:
+    """What a failed statement that is not an outage met (the `db_errors` metric's kind)."""
+    if isinstance(
+        exc, (sqlite3.IntegrityError, asyncpg.exceptions.IntegrityConstraintViolationError)
+    ):
+        return "integrity"
+    if isinstance(exc, (TimeoutError, asyncpg.exceptions.QueryCanceledError)):
+        return "timeout"
+    return "other"
+
+
 def reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
@@ -78,8 +90,12 @@ def database_calls() -> Iterator[None]:
     """Turn an outage met inside the block into `Unavailable`; other errors pass as they are."""
     try:
         yield
+    except AppError:  # a domain answer (NOT_FOUND, CONFLICT...), not a failed statement
+        raise
     except Exception as exc:
-        if not is_outage(exc):
+        outage = is_outage(exc)
+        metrics.DB_ERRORS.labels("unavailable" if outage else error_kind(exc)).inc()
+        if not outage:
             raise
         _log(exc)
         # The client learns what to do; where the database is and why stays in the log.

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import media
+from app import media, metrics
 from app.auth import challenge
 from app.errors import (
     AppError,
@@ -50,6 +50,7 @@ async def app_error(request: Request, exc: Exception) -> Response:
         response.headers.update(challenge(exc))
     elif isinstance(exc, Unavailable):
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        metrics.UNAVAILABLE.labels("rest").inc()
     return response
 
 

@@ -83,6 +83,12 @@ class Settings:
     # Seconds to connect to a receiver, and to wait for each read of its answer.
     webhook_connect_timeout: float = 5.0
     webhook_timeout: float = 10.0
+    # GET /metrics for anyone (behind a proxy that guards it); else loopback callers and
+    # bearer tokens with the metrics:read scope only (app.metrics_endpoint).
+    metrics_public: bool = False
+    # Seconds a count of jobs by status is served before a scrape counts again (0: every
+    # scrape); at a million jobs a count takes 0.2-0.5 s (docs/operations.md#metrics).
+    metrics_jobs_interval: int = 60
     # A test hook: exit right after committing a change that finishes a job, before
     # publishing it (fault drills and tests only; never in production).
     test_hook_exit_before_publishing_finish: bool = False
@@ -161,6 +167,10 @@ class Settings:
                 env, "WEBHOOK_CONNECT_TIMEOUT", defaults.webhook_connect_timeout, 0.1, 60.0
             ),
             webhook_timeout=_seconds(env, "WEBHOOK_TIMEOUT", defaults.webhook_timeout, 0.1, 300.0),
+            metrics_public=_flag(env, "METRICS_PUBLIC", defaults.metrics_public),
+            metrics_jobs_interval=_whole_seconds(
+                env, "METRICS_JOBS_INTERVAL", defaults.metrics_jobs_interval, MAX_JOBS_INTERVAL
+            ),
             test_hook_exit_before_publishing_finish=_flag(
                 env, "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH", False
             ),
@@ -231,6 +241,22 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
     return value
+
+
+# The longest METRICS_JOBS_INTERVAL: counts older than an hour tell an operator little.
+MAX_JOBS_INTERVAL = 3600
+
+
+def _whole_seconds(env: Mapping[str, str], name: str, default: int, most: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip()
+    if not value.isdigit() or not 0 <= int(value) <= most:
+        raise SettingsError(
+            f"{name} must be a whole number of seconds from 0 to {most}, got {raw!r}"
+        )
+    return int(value)
 
 
 # Bounds of CHANGE_POLL_INTERVAL: more often costs every process a query per poll for

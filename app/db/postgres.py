@@ -19,6 +19,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.ddl import DDLElement
 
+from app import metrics
 from app.db.statements import Statement, StatementCache
 
 
@@ -33,6 +34,19 @@ class PostgresBackend(postgres.PostgresBackend):
     def __init__(self, database_url: DatabaseURL | str, **options: Any) -> None:
         super().__init__(database_url, **options)
         self.statements = StatementCache(self._dialect, _postgres_sql)
+        # Counted in the `db_pool_connections_max` gauge while connected.
+        self.pool_size = 0
+
+    async def connect(self) -> None:
+        await super().connect()
+        pool: Any = self._pool  # asyncpg's Pool (untyped)
+        self.pool_size = pool.get_max_size()
+        metrics.DB_CONNECTIONS_MAX.inc(self.pool_size)
+
+    async def disconnect(self) -> None:
+        await super().disconnect()
+        metrics.DB_CONNECTIONS_MAX.dec(self.pool_size)
+        self.pool_size = 0
 
     def connection(self) -> PostgresConnection:
         return PostgresConnection(self, self._dialect)
@@ -48,6 +62,14 @@ class PostgresConnection(postgres.PostgresConnection):
     def __init__(self, database: PostgresBackend, dialect: Dialect) -> None:
         super().__init__(database, dialect)
         self.statements = database.statements
+
+    async def acquire(self) -> None:
+        pool = self._database._pool
+        # asyncpg's public counts: every connection open and none idle means a wait.
+        if pool is not None and not pool.get_idle_size() and pool.get_size() >= pool.get_max_size():
+            metrics.DB_POOL_WAITS.inc()
+        await super().acquire()
+        metrics.DB_CONNECTIONS_IN_USE.inc()
 
     async def release(self) -> None:
         """Give the connection back to the pool, forgetting it first, whatever happens.
@@ -65,7 +87,10 @@ class PostgresConnection(postgres.PostgresConnection):
             await super().release()  # databases' own path, with its own checks
             return
         setattr(self, HELD_CONNECTION, None)
-        await pool.release(held)
+        try:
+            await pool.release(held)
+        finally:
+            metrics.DB_CONNECTIONS_IN_USE.dec()
 
     def _statement(self, query: ClauseElement) -> tuple[Statement, list[Any]]:
         statement, extracted = self.statements.get(query)

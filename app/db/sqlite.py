@@ -36,6 +36,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.ddl import DDLElement
 
+from app import metrics
 from app.db.statements import Statement, StatementCache
 
 # Open SQLite connections (each a thread) one process keeps and uses at most.
@@ -56,18 +57,24 @@ class SQLitePool(sqlite.SQLitePool):
         super().__init__(url, **options)
         self.idle: list[aiosqlite.Connection] = []
         self.slots = asyncio.Semaphore(SQLITE_POOL_SIZE)
+        metrics.DB_CONNECTIONS_MAX.inc(SQLITE_POOL_SIZE)
 
     async def acquire(self) -> aiosqlite.Connection:
+        if self.slots.locked():
+            metrics.DB_POOL_WAITS.inc()
         await self.slots.acquire()
         try:
             while self.idle:
                 connection = self.idle.pop()
                 if connection._running and connection._connection is not None:
-                    return connection
-            return await super().acquire()
+                    break
+            else:
+                connection = await super().acquire()
         except BaseException:
             self.slots.release()
             raise
+        metrics.DB_CONNECTIONS_IN_USE.inc()
+        return connection
 
     async def release(self, connection: aiosqlite.Connection) -> None:
         try:
@@ -79,10 +86,12 @@ class SQLitePool(sqlite.SQLitePool):
             await super().release(connection)
         finally:
             self.slots.release()
+            metrics.DB_CONNECTIONS_IN_USE.dec()
 
     async def close(self) -> None:
         while self.idle:
             await super().release(self.idle.pop())
+        metrics.DB_CONNECTIONS_MAX.dec(SQLITE_POOL_SIZE)
 
 
 class SQLiteRecord(Record):

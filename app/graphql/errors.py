@@ -32,7 +32,8 @@ from graphql import (
 from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import InvalidOperationTypeError
 
-from app.errors import AppError
+from app import metrics
+from app.errors import AppError, Unavailable
 
 logger = logging.getLogger("app.graphql")
 
@@ -85,6 +86,8 @@ def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
     original = error.original_error
     if isinstance(original, AppError):
         code = original.code
+        if isinstance(original, Unavailable):
+            metrics.UNAVAILABLE.labels("graphql").inc()
     elif error.path is not None:
         # Raised while resolving a field, and not one of ours: a bug.
         code = INTERNAL

@@ -12,6 +12,7 @@ from strawberry.types import ExecutionContext
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.execution import PlainFieldsExecutor
 from app.graphql.limits import LimitedParser, LimitedValidation, Limits
+from app.graphql.metrics import OperationMetrics
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.subscriptions import Subscription
@@ -100,4 +101,6 @@ def _extensions(settings: Settings) -> list[Any]:
         # The limits first, then graphql-core's, strawberry's and our rules.
         lambda: LimitedValidation(limits, rules),
         MaskUnexpected,
+        # Operations counted and timed (app.metrics), their error codes assigned by now.
+        OperationMetrics,
     ]

@@ -32,6 +32,7 @@ from redis import asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from app import metrics
 from app.errors import Unavailable
 from app.logs import Throttle
 from app.outages import reason
@@ -149,7 +150,7 @@ class Broker:
         # Set when something shows the connection is gone; the supervisor acts on it.
         self._trouble = asyncio.Event()
         self._trouble_reason = ""
-        self.up = False
+        self._up = False
         # Why the broker is down, and the last moment it was known to deliver.
         self.problem: str | None = None
         self.down_since: datetime | None = None
@@ -160,6 +161,16 @@ class Broker:
         self.catch_up_problem: str | None = None
         self.reconnects = 0
         self._still_down = Throttle(LOG_EVERY)
+
+    @property
+    def up(self) -> bool:
+        """Whether the connection delivers (as far as is known); the `broker_up` gauge."""
+        return self._up
+
+    @up.setter
+    def up(self, value: bool) -> None:
+        self._up = value
+        metrics.BROKER_UP.set(1 if value else 0)
 
     @property
     def is_memory(self) -> bool:
@@ -279,6 +290,7 @@ class Broker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
         self.reconnects += 1
+        metrics.BROKER_RECONNECTS.inc()
         logger.warning(
             "broadcast broker back after %.1fs; catching subscribers up", time.monotonic() - started
         )

@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
+from app import metrics
+
 T = TypeVar("T")
 
 # States a subscriber may have waiting before it is told it fell behind.
@@ -48,6 +50,8 @@ class Backlog(Generic[T]):
             for key, item in self._items:
                 latest.pop(key, None)
                 latest[key] = item
+            if len(latest) < len(self._items):
+                metrics.EVENTS_CONFLATED.inc(len(self._items) - len(latest))
             self._items = deque(latest.items())
             if len(self._items) > self.limit:
                 self.overflow()

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from app import metrics
 from app.jobs.broker import BROKER_TIMEOUT, BroadcastUnavailable, Broker
 from app.jobs.catchup import CurrentStates, catch_up_subscribers
 from app.jobs.changes import ChangeFeed
@@ -178,10 +179,13 @@ class JobEvents:
         try:
             await self._broker.publish(encode(job))
         except BroadcastUnavailable as exc:
+            metrics.EVENTS_PUBLISHED.labels("deferred").inc()
             self._unpublished.put(job.id, None)
             self._log_unpublished(exc)
             # Subscribers here need not wait for the broker.
             self._dispatch(job)
+        else:
+            metrics.EVENTS_PUBLISHED.labels("sent").inc()
 
     def _log_unpublished(self, exc: BroadcastUnavailable) -> None:
         if self._waiting.ready():
@@ -299,11 +303,17 @@ class JobEvents:
         self._recent.put(job.id, key)
 
         # (Copies: a listener that ends its last subscription here gives itself back.)
+        delivered = 0
         for listener in tuple(self._by_job.get(job.id, ())):
             if listener.tenant == job.tenant:
+                delivered += listener.size
                 listener.put(job)
         # Once per listener: a group of `jobUpdates` subscribers checks its filter once.
         for listener in tuple(self._by_tenant.get(job.tenant, ())):
             assert listener.job_filter is not None
             if listener.job_filter.concerns(job):
+                delivered += listener.size
                 listener.put(job)
+        # Counted once per change, not per subscriber: this loop is the fan-out's.
+        if delivered:
+            metrics.EVENTS_DELIVERED.inc(delivered)

@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
+from app import metrics
 from app.errors import SubscriptionInterrupted
 from app.jobs.buffers import BACKLOG_LIMIT, Backlog
 from app.jobs.model import Job, JobFilter
@@ -21,6 +22,12 @@ FELL_BEHIND = (
     f"this subscription fell more than {MAILBOX_LIMIT} jobs behind; "
     "subscribe again (and reload what it showed)"
 )
+
+
+def count_interruption(why: str) -> None:
+    """A subscription ended with SUBSCRIPTION_INTERRUPTED (`subscriptions_interrupted`)."""
+    reason = "fell_behind" if why == FELL_BEHIND else "broker_outage"
+    metrics.SUBSCRIPTIONS_INTERRUPTED.labels(reason).inc()
 
 
 class Listener(Protocol):
@@ -98,6 +105,8 @@ class Mailbox:
 
     def interrupt(self, why: str) -> None:
         """Changes were missed that cannot be caught up with: end with an error saying why."""
+        if not self.overflowed:
+            count_interruption(why)
         self._pending.overflow()
         self.overflowed = True
         self.interruption = why

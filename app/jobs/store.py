@@ -472,3 +472,16 @@ async def last_change(db: Database) -> int:
         sa.lambda_stmt(lambda: sa.select(sa.func.coalesce(sa.func.max(jobs.c.change_seq), 0)))
     )
     return int(value)
+
+
+async def count_by_status(db: Database) -> dict[JobStatus, int]:
+    """How many jobs (every tenant's, deleted ones too) have each status: the
+    `jobs_gateway_jobs` gauge (app/metrics.py). At a million jobs this reads an index
+    of the whole table (docs/operations.md#metrics has the times), so callers cache it."""
+    rows = await db.fetch_all(
+        sa.lambda_stmt(lambda: sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status))
+    )
+    found = dict.fromkeys(JobStatus, 0)
+    for row in rows:
+        found[JobStatus(row[0])] = int(row[1])
+    return found

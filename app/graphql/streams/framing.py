@@ -41,6 +41,8 @@ class Framing:
     """One transport's frames. `operation_ids`: whether frames name their operation."""
 
     headers: list[tuple[bytes, bytes]] = SSE_HEADERS
+    # As the metrics label it (app.metrics.STREAM_PROTOCOLS).
+    protocol = "graphql-sse"
     # Sent once when the response starts, and once when it ends.
     opening = ""
     closing = ""
@@ -80,6 +82,7 @@ class Multipart(Framing):
     @apollo/client's HttpLink reads)."""
 
     headers = MULTIPART_HEADERS
+    protocol = "multipart"
     opening = f"--{BOUNDARY}"
     closing = "--\r\n"
     heartbeat_interval = 5.0  # the protocol's: a heartbeat every 5 seconds

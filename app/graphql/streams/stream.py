@@ -24,6 +24,7 @@ from starlette.types import Receive, Send
 from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
 
+from app import metrics
 from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.streams.framing import Framing
@@ -56,6 +57,7 @@ class HTTPStream(FastPath, TokenExpiry):
     def __init__(
         self, view: Any, context: Context, framing: Framing, streams: Streams, distinct: bool
     ) -> None:
+        self.protocol = framing.protocol
         super().__init__()
         self.view = view
         self.context = context
@@ -88,6 +90,8 @@ class HTTPStream(FastPath, TokenExpiry):
         it is over or the client leaves."""
         await send({"type": "http.response.start", "status": 200, "headers": self.framing.headers})
         self._send = send
+        open_streams = metrics.HTTP_STREAMS.labels(self.protocol)
+        open_streams.inc()
         if first is not None:
             self.start(*first)
         if self.framing.opening:
@@ -100,6 +104,7 @@ class HTTPStream(FastPath, TokenExpiry):
         try:
             await asyncio.wait({left, over}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            open_streams.dec()
             gone = left.done()
             left.cancel()
             over.cancel()
@@ -180,7 +185,7 @@ class HTTPStream(FastPath, TokenExpiry):
         except Exception:
             logger.exception("a subscription over HTTP failed")
             error = _error_json("internal error", "INTERNAL_SERVER_ERROR")
-            self._end(op_id, self.framing.ended(op_id, error))
+            self._finish_operation(op_id, self.framing.ended(op_id, error))
 
     async def _run_strawberry(self, op_id: str, request: GraphQLRequestData) -> None:
         """strawberry's way, as its WebSocket handlers run an operation: every result,
@@ -205,9 +210,9 @@ class HTTPStream(FastPath, TokenExpiry):
                 outbox = self.outbox()
                 outbox.write(op_id, self.next_frame(op_id, view.encode_json(response)), op_id)
                 await outbox.flushed()
-        self._end(op_id, [self.complete_frame(op_id)])
+        self._finish_operation(op_id, [self.complete_frame(op_id)])
 
-    def _end(self, op_id: str, frames: list[str]) -> None:
+    def _finish_operation(self, op_id: str, frames: list[str]) -> None:
         if self._operations.pop(op_id, None) is None:
             return
         for frame in frames:
@@ -238,7 +243,7 @@ class HTTPStream(FastPath, TokenExpiry):
 
     async def refuse(self, op_id: str, error: GraphQLError) -> None:
         payload = orjson.dumps({"errors": [error.formatted]}).decode()
-        self._end(op_id, [self.next_frame(op_id, payload), self.complete_frame(op_id)])
+        self._finish_operation(op_id, [self.next_frame(op_id, payload), self.complete_frame(op_id)])
 
     # -- TokenExpiry's hook ------------------------------------------------------
 
@@ -253,7 +258,7 @@ class HTTPStream(FastPath, TokenExpiry):
             self._stop(op_id)
             if self._outbox is not None:
                 self._outbox.drop(op_id)
-            self._end(op_id, self.framing.ended(op_id, error))
+            self._finish_operation(op_id, self.framing.ended(op_id, error))
         self.shut()
 
 

@@ -9,14 +9,17 @@ so a change committed meanwhile is not lost; `jobUpdates` has no snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 from graphql import GraphQLError, get_argument_values
 
+from app import metrics
 from app.auth import READ
 from app.errors import SubscriptionInterrupted
+from app.graphql import metrics as operations
 from app.graphql.context import Context
 from app.graphql.errors import assign_code
 from app.graphql.types import JobFilter
@@ -25,7 +28,16 @@ from app.graphql.ws.outbox import Outbox
 from app.graphql.ws.plan import Plan
 from app.jobs import model
 from app.jobs.events import JobEvents
-from app.jobs.mailbox import FELL_BEHIND
+from app.jobs.mailbox import FELL_BEHIND, count_interruption
+
+# Each protocol's gauges, looked up once (not kept per connection: memory per connection).
+_CONNECTIONS = {
+    protocol: metrics.WEBSOCKET_CONNECTIONS.labels(protocol) for protocol in metrics.PROTOCOLS
+}
+_SUBSCRIPTIONS = {
+    protocol: metrics.SUBSCRIPTIONS.labels(protocol)
+    for protocol in (*metrics.PROTOCOLS, *metrics.STREAM_PROTOCOLS)
+}
 
 
 class FastPath:
@@ -40,11 +52,38 @@ class FastPath:
     # The frames of the protocol, around an operation id (JSON) and a payload.
     _next: tuple[str, str, str]
     _complete: tuple[str, str]
+    # Its subprotocol, as the metrics label it.
+    protocol: str
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._fast: dict[str, Subscriber] = {}
         self._outbox: Outbox | None = None
+        # A handler per connection, made as it is handled: its life is the
+        # connection's (no wrapper around `handle`: its frame would stay as long).
+        _CONNECTIONS[self.protocol].inc()
+
+    def disconnected(self) -> None:
+        """The connection's handling is over (its handler's last step)."""
+        _CONNECTIONS[self.protocol].dec()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """An operation strawberry runs, counted while it runs (`subscriptions`)."""
+        _SUBSCRIPTIONS[self.protocol].inc()
+        try:
+            yield
+        finally:
+            _SUBSCRIPTIONS[self.protocol].dec()
+
+    def _add(self, subscriber: Subscriber) -> None:
+        self._fast[subscriber.id] = subscriber
+        _SUBSCRIPTIONS[self.protocol].inc()
+
+    def _end(self, subscriber: Subscriber, outcome: str = operations.OK) -> None:
+        """A fanned-out subscription is over: counted as strawberry's are when they end."""
+        _SUBSCRIPTIONS[self.protocol].dec()
+        operations.record(operations.SUBSCRIPTION, subscriber.group.plan.name, outcome)
 
     def _forget(self, op_id: str) -> None:
         """The operation is over: its id may be used again."""
@@ -60,6 +99,8 @@ class FastPath:
         """Serve the operation on this path; False to leave it to strawberry."""
         plan = self.view.plans.get(query, operation_name)
         if isinstance(plan, GraphQLError):  # too long or deep to parse (FAST_PATHS or not)
+            name = metrics.OTHER if operation_name is not None else metrics.ANONYMOUS
+            operations.record(operations.UNKNOWN, name, metrics.outcome(assign_code(plan, None)))
             await self.refuse(op_id, plan)
             return True
         fanout: Fanout | None = self.view.fanout
@@ -113,7 +154,7 @@ class FastPath:
         if snapshot is None:  # NOT_FOUND, UNAVAILABLE...: said strawberry's way
             group.leave(subscriber)
             return False
-        self._fast[op_id] = subscriber
+        self._add(subscriber)
         pending, subscriber.pending = subscriber.pending, None
         self.send_next(subscriber, group.render(snapshot))
         if snapshot.is_finished:
@@ -155,7 +196,7 @@ class FastPath:
         subscriber = Subscriber(self, op_id, group)
         subscriber.pending = None
         group.join(subscriber)
-        self._fast[op_id] = subscriber
+        self._add(subscriber)
 
     def next_frame(self, op_id: str, payload: str) -> str:
         """The protocol's `next` message of the operation, around a JSON `payload`."""
@@ -183,16 +224,18 @@ class FastPath:
         strawberry's way ends a stream raising `SubscriptionInterrupted`), free it."""
         if self._outbox is not None:
             self._outbox.drop(subscriber.id)
+        count_interruption(why)
         error = GraphQLError(why, original_error=SubscriptionInterrupted(why))
         assign_code(error, subscriber.group.plan.document)
         payload = self.view.fanout.encode({"data": None, "errors": [error.formatted]})
         self.send_next(subscriber, payload)
-        self.finish(subscriber)
+        self.finish(subscriber, SubscriptionInterrupted.code)
 
-    def finish(self, subscriber: Subscriber) -> None:
+    def finish(self, subscriber: Subscriber, outcome: str = operations.OK) -> None:
         """The subscription is over: `complete`, and it frees what it held."""
         if self._fast.get(subscriber.id) is subscriber:
             del self._fast[subscriber.id]
+            self._end(subscriber, outcome)
             self._forget(subscriber.id)
         subscriber.group.leave(subscriber)
         self.outbox().write(subscriber.id, self.complete_frame(subscriber.id), final=True)
@@ -201,6 +244,7 @@ class FastPath:
         """The client ended the operation (or left): forget it, send nothing more."""
         subscriber = self._fast.pop(op_id, None)
         if subscriber is not None:
+            self._end(subscriber)
             subscriber.group.leave(subscriber)
             if self._outbox is not None:
                 self._outbox.drop(op_id)

@@ -19,6 +19,7 @@ from graphql import ExecutionResult, GraphQLError, GraphQLSchema
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 
+from app import metrics
 from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
 from app.graphql.types import Job
 from app.graphql.ws.plan import Plan
@@ -109,6 +110,7 @@ class Group:
         self.job_filter = job_filter
         self.public_url = public_url
         self.members: set[Subscriber] = set()
+        metrics.FANOUT_GROUPS.inc()
         self.served = 0
         # Changes executed (and encoded), once each whatever the group's size.
         self.executions = 0
@@ -157,6 +159,7 @@ class Group:
         if not self.members:
             if self._fanout.groups.get(self.key) is self:
                 del self._fanout.groups[self.key]
+                metrics.FANOUT_GROUPS.dec()
             self.events.release(self)
 
     def render(self, job: model.Job) -> str:

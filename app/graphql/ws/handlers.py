@@ -82,6 +82,7 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
 
     _next = ('{"id":', ',"type":"next","payload":', "}")
     _complete = ('{"id":', ',"type":"complete"}')
+    protocol = "graphql-transport-ws"
 
     async def handle_message(self, message: Message) -> None:
         try:
@@ -115,7 +116,8 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
         # (`_forget`, `cleanup_operation`); its task ends here.
         op = operation
         if not await self._serve(op.id, op.query, op.variables, op.operation_name):
-            await super().run_operation(operation)
+            with self.running():
+                await super().run_operation(operation)
 
     def _forget(self, op_id: str) -> None:
         self.operations.pop(op_id, None)
@@ -131,9 +133,13 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
         await super().cleanup_operation(operation_id)
 
     async def shutdown(self) -> None:
-        self._stop_watching()
-        await super().shutdown()
-        await self._close_fast()
+        # (strawberry's `handle` ends with it, once per connection.)
+        try:
+            self._stop_watching()
+            await super().shutdown()
+            await self._close_fast()
+        finally:
+            self.disconnected()
 
 
 class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]):
@@ -141,6 +147,7 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
 
     _next = ('{"type":"data","id":', ',"payload":', "}")
     _complete = ('{"type":"complete","id":', "}")
+    protocol = "graphql-ws"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -229,7 +236,8 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
             await self.send_message({"type": "complete", "id": operation_id})
             return
         if not served:
-            await super().handle_async_results(operation_id, query, operation_name, variables)
+            with self.running():
+                await super().handle_async_results(operation_id, query, operation_name, variables)
 
     def _forget(self, op_id: str) -> None:
         self.tasks.pop(op_id, None)
@@ -249,6 +257,10 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
         await super().cleanup_operation(operation_id)
 
     async def cleanup(self) -> None:
-        self._stop_watching()
-        await self._close_fast()
-        await super().cleanup()
+        # (strawberry's `handle` ends with it, once per connection.)
+        try:
+            self._stop_watching()
+            await self._close_fast()
+            await super().cleanup()
+        finally:
+            self.disconnected()

@@ -33,6 +33,7 @@ from graphql.validation import ASTValidationRule
 from app.graphql.caches import cacheable
 from app.graphql.errors import QUERY_TOO_COMPLEX, assign_code
 from app.graphql.limits import Limits, too_long, validate_within_limits
+from app.graphql.metrics import name_label
 from app.lru import LRU, MISSING
 
 # Query texts whose plan (or refusal) is remembered; small ones only
@@ -48,12 +49,16 @@ class Plan:
     """A subscription document the fan-out serves: one `jobProgress` or `jobUpdates`
     field at the root."""
 
-    __slots__ = ("document", "field", "field_def", "updates")
+    __slots__ = ("document", "field", "field_def", "name", "updates")
 
-    def __init__(self, document: DocumentNode, field: FieldNode, field_def: GraphQLField) -> None:
+    def __init__(
+        self, document: DocumentNode, field: FieldNode, field_def: GraphQLField, name: str
+    ) -> None:
         self.document = document
         self.field = field
         self.field_def = field_def
+        # Its operation's name as the metrics label it (app.graphql.metrics).
+        self.name = name
         # `jobUpdates`: the tenant's changes its filter is concerned with, from now on.
         self.updates = field.name.value == "jobUpdates"
 
@@ -133,4 +138,7 @@ class Plans:
         visit(document, directives)  # @skip, @include, @defer...: strawberry's way
         if directives.found:
             return None
-        return Plan(document, field, subscription.fields[field.name.value])
+        name = operation.name.value if operation.name else None
+        return Plan(
+            document, field, subscription.fields[field.name.value], name_label(document, name)
+        )
