@@ -61,7 +61,9 @@ class FastPath:
         self._outbox: Outbox | None = None
         # A handler per connection, made as it is handled: its life is the
         # connection's (no wrapper around `handle`: its frame would stay as long).
-        _CONNECTIONS[self.protocol].inc()
+        # HTTP streams count themselves (app.graphql.streams.stream: http_streams).
+        if self.protocol in _CONNECTIONS:
+            _CONNECTIONS[self.protocol].inc()
 
     def disconnected(self) -> None:
         """The connection's handling is over (its handler's last step)."""
