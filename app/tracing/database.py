@@ -1,0 +1,113 @@
+"""A span per database statement, made where every statement is run: the `Database`.
+
+Every statement of the gateway goes through one of `databases.Database`'s six query
+methods (app/jobs/store.py, migrations aside), so a subclass of the class in use
+wraps them, built only when tracing is on. A span is named as the semantic
+conventions say (`SELECT jobs`, `UPDATE jobs`), as a child of the request, operation or
+event delivery it serves (a statement outside all of them, such as the change feed's
+polls, gets none), and carries `db.system.name`, the
+operation, the table and the SQL text with its placeholders (`?`, `$1`), never the
+values: the text is the one the backend compiled and keeps (app/db/statements.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import databases
+from opentelemetry.trace import Span, SpanKind, Tracer, get_current_span
+from sqlalchemy.sql import ClauseElement
+
+# The most SQL text a span carries (a statement of ours is a few hundred characters).
+MAX_SQL_CHARS = 2000
+
+
+def _describe(query: Any) -> tuple[str, str | None]:
+    """(operation, table) of a statement, without compiling it."""
+    if isinstance(query, str):
+        words = query.split(None, 1)
+        return (words[0].upper() if words else "SQL"), None
+    if not isinstance(query, ClauseElement):
+        return "SQL", None
+    table = getattr(query, "table", None)
+    if getattr(query, "is_select", False):
+        froms = query.get_final_froms() if hasattr(query, "get_final_froms") else []
+        names = [getattr(f, "name", None) for f in froms]
+        return "SELECT", names[0] if len(names) == 1 and isinstance(names[0], str) else None
+    for flag, operation in (
+        ("is_insert", "INSERT"),
+        ("is_update", "UPDATE"),
+        ("is_delete", "DELETE"),
+    ):
+        if getattr(query, flag, False):
+            return operation, getattr(table, "name", None)
+    return "SQL", None
+
+
+def traced_database(base: type[databases.Database], tracer: Tracer) -> type[databases.Database]:
+    """`base` (the class `app.db.connect` chose) with a span around each statement."""
+
+    class TracedDatabase(base):  # type: ignore[valid-type,misc]
+        @contextmanager
+        def _span(self, query: Any) -> Iterator[Span | None]:
+            if not get_current_span().get_span_context().is_valid:
+                # Outside any request, operation or delivery (the change feed's polls,
+                # a catch-up): no trace of its own for every background statement.
+                yield None
+                return
+            operation, table = _describe(query)
+            attributes: dict[str, Any] = {
+                "db.system.name": self.url.dialect,
+                "db.operation.name": operation,
+            }
+            if table:
+                attributes["db.collection.name"] = table
+            text = self._sql(query)
+            if text:
+                attributes["db.query.text"] = text[:MAX_SQL_CHARS]
+            name = f"{operation} {table}" if table else operation
+            with tracer.start_as_current_span(
+                name, kind=SpanKind.CLIENT, attributes=attributes
+            ) as span:
+                yield span
+
+        def _sql(self, query: Any) -> str | None:
+            if isinstance(query, str):
+                return query
+            statements = getattr(self._backend, "statements", None)
+            if statements is None or not isinstance(query, ClauseElement):
+                return None  # databases' own backend (FAST_PATHS=false): no compiled text kept
+            try:
+                return str(statements.get(query)[0].sql)
+            except Exception:  # the statement's own run reports what is wrong with it
+                return None
+
+        async def fetch_all(self, query: Any, values: Any = None) -> Any:
+            with self._span(query):
+                return await super().fetch_all(query, values)
+
+        async def fetch_one(self, query: Any, values: Any = None) -> Any:
+            with self._span(query):
+                return await super().fetch_one(query, values)
+
+        async def fetch_val(self, query: Any, values: Any = None, column: Any = 0) -> Any:
+            with self._span(query):
+                return await super().fetch_val(query, values, column=column)
+
+        async def execute(self, query: Any, values: Any = None) -> Any:
+            with self._span(query):
+                return await super().execute(query, values)
+
+        async def execute_many(self, query: Any, values: Any) -> Any:
+            with self._span(query):
+                return await super().execute_many(query, values)
+
+        async def iterate(self, query: Any, values: Any = None) -> AsyncGenerator[Any, None]:
+            with self._span(query):
+                async for record in super().iterate(query, values):
+                    yield record
+
+    TracedDatabase.__name__ = TracedDatabase.__qualname__ = f"Traced{base.__name__}"
+    return TracedDatabase
