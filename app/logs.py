@@ -120,14 +120,14 @@ def operation_log(query: object, operation_name: object) -> Iterator[None]:
 REDACTED = "[REDACTED]"
 _PATTERNS = (
     # `Authorization: Bearer <token>` as text (headers, messages).
-    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), rf"\1 {REDACTED}"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;\\]+"), rf"\1 {REDACTED}"),
     # A JWT anywhere (three base64url parts, the first a JSON header: `eyJ`).
     (re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*"), REDACTED),
     # Credentials as query parameters or key=value pairs.
     (
         re.compile(
             r"(?i)\b((?:access_|id_|refresh_)?token|authorization|password|secret|api_?key)"
-            r"(=|%3D)[^&\s\"']+"
+            r"(=|%3D)[^&\s\"'\\]+"
         ),
         rf"\1\2{REDACTED}",
     ),
@@ -178,6 +178,10 @@ class RedactSecrets(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line (newlines in a message or traceback stay escaped)."""
 
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(secret for secret in secrets if secret)
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC)
@@ -185,14 +189,16 @@ class JsonFormatter(logging.Formatter):
             .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            # (Redacted by RedactSecrets already, when the handler has it; again here.)
+            "message": redact(record.getMessage(), self.secrets),
         }
         found = LOG_CONTEXT.get()
         if found is not None:
             for name in ("request_id", "trace_id", "tenant", "operation"):
                 value = getattr(found, name)
                 if value is not None:
-                    line[name] = value
+                    # The request id may be the client's own (X-Request-ID).
+                    line[name] = redact(value, self.secrets)
         if record.name == "uvicorn.access" and isinstance(record.args, tuple):
             # (client address, method, path with query, HTTP version, status)
             if len(record.args) == 5:
@@ -208,12 +214,11 @@ TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 def logging_config(log_format: str, secrets: Iterable[str] = ()) -> dict[str, Any]:
     """One dictConfig for the gateway's loggers and uvicorn's, in either format."""
-    redacting = {"()": RedactSecrets, "secrets": list(secrets)}
+    secrets = list(secrets)
+    redacting = {"()": RedactSecrets, "secrets": secrets}
     if log_format == "json":
         formatters: dict[str, Any] = {
-            "app": {"()": JsonFormatter},
-            "uvicorn": {"()": JsonFormatter},
-            "access": {"()": JsonFormatter},
+            name: {"()": JsonFormatter, "secrets": secrets} for name in ("app", "uvicorn", "access")
         }
     else:
         # As before: the app's lines as logging.basicConfig wrote them, uvicorn's as it does.
