@@ -10,7 +10,8 @@
   connections logs once in a while, not one line per failed request or event.
 
 `logging_config` is one `logging.config.dictConfig` for the CLI and uvicorn (which
-applies it again in each worker process).
+applies it again in each worker process); plain data, so it can be written to a JSON
+file for `uvicorn --log-config`.
 """
 
 from __future__ import annotations
@@ -215,10 +216,11 @@ TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 def logging_config(log_format: str, secrets: Iterable[str] = ()) -> dict[str, Any]:
     """One dictConfig for the gateway's loggers and uvicorn's, in either format."""
     secrets = list(secrets)
-    redacting = {"()": RedactSecrets, "secrets": secrets}
+    redacting = {"()": "app.logs.RedactSecrets", "secrets": secrets}
     if log_format == "json":
         formatters: dict[str, Any] = {
-            name: {"()": JsonFormatter, "secrets": secrets} for name in ("app", "uvicorn", "access")
+            name: {"()": "app.logs.JsonFormatter", "secrets": secrets}
+            for name in ("app", "uvicorn", "access")
         }
     else:
         # As before: the app's lines as logging.basicConfig wrote them, uvicorn's as it does.
