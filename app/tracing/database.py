@@ -48,9 +48,10 @@ def traced_database(base: type[databases.Database], tracer: Tracer) -> type[data
     class TracedDatabase(base):  # type: ignore[valid-type,misc]
         @contextmanager
         def _span(self, query: Any) -> Iterator[Span | None]:
-            if not get_current_span().get_span_context().is_valid:
+            if not get_current_span().is_recording():
                 # Outside any request, operation or delivery (the change feed's polls,
-                # a catch-up): no trace of its own for every background statement.
+                # a catch-up: no trace of its own for every background statement), or in
+                # one the sampler left out: nothing to record, nothing to work out.
                 yield None
                 return
             text = self._sql(query)

@@ -46,6 +46,11 @@ class EventSpans:
     @contextmanager
     def publishing(self, job: Job) -> Iterator[dict[str, str]]:
         """The publish span; yields the carrier (trace context) to send with the event."""
+        if not get_current_span().is_recording():
+            # Not traced (a change made outside a request), or sampled out: the
+            # deliveries would not be recorded either.
+            yield {}
+            return
         with self.tracer.start_as_current_span(
             f"publish {DESTINATION}",
             kind=SpanKind.PRODUCER,
