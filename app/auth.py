@@ -16,6 +16,7 @@ from typing import Any
 import jwt
 
 from app.errors import Forbidden, InvalidToken, Unauthenticated
+from app.logs import note_tenant
 from app.settings import Settings, public_key_algorithm
 
 READ = "jobs:read"
@@ -71,6 +72,12 @@ class TokenVerifier:
 
     def verify(self, authorization: str | None) -> Caller:
         """The caller an `Authorization` header value names; `Unauthenticated` if none."""
+        caller = self._verify(authorization)
+        # Every later log line of the request names its tenant (app.logs).
+        note_tenant(caller.tenant)
+        return caller
+
+    def _verify(self, authorization: str | None) -> Caller:
         if self.open:
             return OPEN_CALLER
         if authorization is None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.config
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from app import db
+from app import db, logs
 from app.net import is_local_host
 from app.settings import Settings, SettingsError
 
@@ -52,10 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "token":
         return _token(args)
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Until the settings are read (a bad LOG_FORMAT is said in the readable format).
+    logs.configure("text")
     try:
         settings = Settings.from_env()
+        log_config = logs.logging_config(settings.log_format, secrets(settings))
+        logging.config.dictConfig(log_config)
         if args.command == "migrate":
             applied = asyncio.run(db.migrate(settings))
             print(f"migrated: applied {', '.join(applied)}" if applied else "schema is up to date")
@@ -107,10 +110,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             # After SIGTERM, requests still running get this long, then are cut: the
             # process exits in bounded time even if a client never finishes its request.
             timeout_graceful_shutdown=settings.shutdown_timeout,
+            # LOG_FORMAT for uvicorn's lines too, applied again in each worker process.
+            log_config=log_config,
             # Bounds on request heads, and headers on every answer (app/http_server.py).
             **uvicorn_options(settings),
         )
     return 0
+
+
+def secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What no log line may show: the configured secrets, the OTLP exporter's header values."""
+    env = os.environ if environ is None else environ
+    found = [settings.auth_jwt_secret or "", settings.cursor_secret or ""]
+    for name in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+        for pair in (env.get(name) or "").split(","):
+            found.append(pair.partition("=")[2].strip())
+    # Short values would redact ordinary words; the patterns in app.logs cover tokens.
+    return [value for value in found if len(value) >= 8]
 
 
 def _check(settings: Settings) -> int:

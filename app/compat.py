@@ -95,6 +95,14 @@ REACHES: tuple[Reach, ...] = (
     ),
     Reach(
         "databases",
+        "databases.core:Database",
+        ("_backend",),
+        "app/tracing/database.py",
+        "a statement span's SQL text: the backend's compiled statements (or, databases' own "
+        "SQLite backend, its `_dialect`); without it the span is named SQL",
+    ),
+    Reach(
+        "databases",
         "databases.backends.sqlite:SQLitePool",
         (),
         "app/db/sqlite.py",

@@ -6,9 +6,9 @@ import asyncio
 import gc
 import logging
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from app import db, health, metrics, metrics_endpoint, openapi, outages, rest, web
+from app import db, health, logs, metrics, metrics_endpoint, openapi, outages, rest, web
 from app.auth import TokenVerifier
 from app.errors import AppError
 from app.graphql.view import GraphQLView
@@ -30,6 +30,7 @@ from app.jobs.service import StoredStates
 from app.jobs.sweeper import KeySweeper
 from app.memory import IdleCollection, ReceivedBytesCollection
 from app.middleware import BodyLimit, LoopbackOnly
+from app.request_id import RequestId, new_request_id
 from app.responses import error_response
 from app.settings import Settings, SettingsError
 from app.shutdown import drain_before_exit
@@ -40,13 +41,24 @@ from app.webhooks.sender import Sender
 from app.webhooks.service import WebhookConfig
 from app.wslimit import WebSocketLimit
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 logger = logging.getLogger("app")
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, tracer_provider: TracerProvider | None = None) -> Starlette:
+    """The gateway. Traces are on when the settings (OTEL_*) say so, or with a
+    `tracer_provider` of the caller's (tests, an embedding application)."""
     # Memory freed once a wave of subscriptions or WebSocket connections has gone.
     idle = IdleCollection()
-    graphql = GraphQLView(settings)
+    tracing = None
+    if settings.tracing or tracer_provider is not None:
+        # Only now: with tracing off, no OpenTelemetry module is even imported.
+        from app.tracing import Tracing
+
+        tracing = Tracing.start(settings.traces_exporters, tracer_provider)
+    graphql = GraphQLView(settings, tracing=tracing)
     # Job changes record webhook deliveries here; this process's deliverer sends them.
     outbox = Outbox(settings.public_url, settings.webhook_progress_interval)
     webhook_config = WebhookConfig(
@@ -59,11 +71,17 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         if settings.open_mode:
             warn_open_mode()
+        if tracing is not None and settings.tracing:
+            from app.tracing import describe
+
+            logger.info("tracing on: spans to %s", describe(settings.traces_exporters))
         if settings.migrate_on_start:
             applied = await db.migrate(settings)
             if applied:
                 logger.info("database migrated: applied %s", ", ".join(applied))
-        database = await db.connect(settings)
+        database = await db.connect(
+            settings, traced=tracing.database_class if tracing is not None else None
+        )
         # After a broker outage, subscribers are caught up from the database.
         events = JobEvents(
             settings.broadcast_url,
@@ -72,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
             on_idle=idle,
             change_poll_interval=settings.change_poll_interval,
             exit_before_publishing_finish=settings.test_hook_exit_before_publishing_finish,
+            spans=tracing.events(settings.broadcast_url) if tracing is not None else None,
         )
         if settings.test_hook_exit_before_publishing_finish:
             logger.warning(
@@ -115,6 +134,8 @@ def create_app(settings: Settings) -> Starlette:
             await database.disconnect()
             # With several workers: this one's live gauges leave the sum.
             metrics.worker_stopped()
+            if tracing is not None:
+                tracing.shutdown()  # the spans still batched are sent
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -145,7 +166,9 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        request_id = uuid.uuid4().hex
+        # The id the client was answered with (X-Request-ID), as in every log line.
+        found = logs.current()
+        request_id = found.request_id if found and found.request_id else new_request_id()
         logger.exception(
             "unexpected error on %s %s [request id %s]",
             request.method,
@@ -153,9 +176,11 @@ def create_app(settings: Settings) -> Starlette:
             request.scope["path"],
             request_id,
         )
-        return error_response(
+        response = error_response(
             500, "INTERNAL_SERVER_ERROR", f"internal error (request id {request_id})"
         )
+        response.headers["X-Request-ID"] = request_id
+        return response
 
     routes = [
         # PUT and DELETE: graphql-sse's single connection mode (app.graphql.streams).
@@ -168,6 +193,14 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics_endpoint.scrape),
         *web.routes(settings),
     ]
+    middleware = _middleware(settings, idle, routes)
+    # Request ids outermost (every line logged in a request carries its id), tracing
+    # around them (so the id's lines carry the request's trace id too).
+    middleware.insert(
+        0, Middleware(RequestId, trace_id=tracing.trace_id if tracing is not None else None)
+    )
+    if tracing is not None:
+        middleware.insert(0, tracing.middleware(routes))
     app = Starlette(
         routes=routes,
         exception_handlers={
@@ -175,7 +208,7 @@ def create_app(settings: Settings) -> Starlette:
             HTTPException: rest.http_error,
             Exception: unexpected,
         },
-        middleware=_middleware(settings, idle, routes),
+        middleware=middleware,
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -97,6 +97,11 @@ class Settings:
     # follows FAST_PATHS, unlike every other field's: tests build `Settings(...)` directly,
     # and CI runs them once with FAST_PATHS=false so that both ways stay correct.
     fast_paths: bool = field(default_factory=lambda: _fast_paths_default())
+    # Log lines as `text` (readable, the default) or `json` (one object per line).
+    log_format: str = "text"
+    # Where spans go, from the OpenTelemetry SDK's own variables (`traces_exporters`):
+    # `otlp` and/or `console`; empty: tracing is off and nothing of it is installed.
+    traces_exporters: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -175,6 +180,8 @@ class Settings:
                 env, "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH", False
             ),
             fast_paths=_flag(env, "FAST_PATHS", True),
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, defaults.log_format),
+            traces_exporters=traces_exporters(env),
         )
         settings.validate()
         return settings
@@ -205,6 +212,11 @@ class Settings:
         return self.auth_jwt_secret is None and self.auth_jwt_public_key is None
 
     @property
+    def tracing(self) -> bool:
+        """The OpenTelemetry variables switch traces on (app.tracing)."""
+        return bool(self.traces_exporters)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite:")
 
@@ -228,6 +240,61 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+LOG_FORMATS = ("text", "json")
+# The span exporters the gateway builds (OTEL_TRACES_EXPORTER), and the one OTLP protocol.
+TRACES_EXPORTERS = ("otlp", "console")
+OTLP_PROTOCOL = "http/protobuf"
+
+
+def traces_exporters(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Which span exporters the standard OpenTelemetry variables ask for; () is off.
+
+    Off unless asked: OTEL_TRACES_EXPORTER names `otlp` and/or `console`, or (unset)
+    an OTLP endpoint is given (OTEL_EXPORTER_OTLP_ENDPOINT or ..._TRACES_ENDPOINT).
+    OTEL_SDK_DISABLED=true, or OTEL_TRACES_EXPORTER=none, keeps it off whatever else
+    is set. (The SDK's own default, `otlp` to localhost, would send spans nowhere
+    useful on a host without a collector.)
+    """
+    if _flag(env, "OTEL_SDK_DISABLED", False):
+        return ()
+    raw = (env.get("OTEL_TRACES_EXPORTER") or "").strip().lower()
+    if raw:
+        names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+        if names == ("none",):
+            return ()
+        unknown = [name for name in names if name not in TRACES_EXPORTERS]
+        if unknown or not names:
+            raise SettingsError(
+                f"OTEL_TRACES_EXPORTER must be otlp, console (or both, comma-separated) or "
+                f"none, got {env.get('OTEL_TRACES_EXPORTER')!r}"
+            )
+    elif env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        names = ("otlp",)
+    else:
+        return ()
+    if "otlp" in names:
+        for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+            protocol = (env.get(name) or "").strip()
+            if protocol:
+                if protocol != OTLP_PROTOCOL:
+                    raise SettingsError(
+                        f"{name} must be {OTLP_PROTOCOL} (OTLP over HTTP, port 4318 by "
+                        f"default; grpc is not built in), got {protocol!r}"
+                    )
+                break
+    return names
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -7,7 +7,8 @@ then `http` scopes), `--concurrency` requests at a time on uvloop, with the proc
 pinned to one core. It counts the CPU time of the whole process (event loop and
 aiosqlite threads) per request, which other load on the machine barely moves,
 unlike wall-clock req/s: the number to watch while changing code. The over-the-wire
-table for the README comes from `bench.http`.
+table for the README comes from `bench.http`. The OTEL_* variables switch traces on
+as for the server (docs/performance.md measures their cost).
 
 `--profile pyinstrument|cprofile` profiles the gateway alone and writes the report
 to bench/out/.
@@ -54,9 +55,11 @@ def build(name: str, database_url: str) -> ASGIApp:
     os.environ["BENCH_DATABASE_URL"] = database_url
     if name == GATEWAY:
         from app.main import create_app
-        from app.settings import Settings
+        from app.settings import Settings, traces_exporters
 
-        return create_app(Settings(database_url=database_url))
+        # OTEL_* switch traces on here as they do for `python -m app serve`.
+        exporters = traces_exporters(os.environ)
+        return create_app(Settings(database_url=database_url, traces_exporters=exporters))
     from bench import baselines
 
     factory = {

@@ -129,9 +129,12 @@ def test_unexpected_errors_are_masked_and_logged_with_a_request_id(
         with sqlite3.connect(settings.sqlite_path) as conn:
             conn.execute("ALTER TABLE jobs RENAME TO jobs_gone")
         with caplog.at_level(logging.ERROR):
-            body = post(client, "{ jobs { totalCount } }")
+            answer = client.post(
+                "/graphql", json={"query": "{ jobs { totalCount } }"}, headers=AUTH
+            )
             rest = client.get("/encoding/jobs", headers=AUTH)
 
+    body = answer.json()
     [error] = body["errors"]
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     request_id = error["extensions"]["requestId"]
@@ -140,6 +143,9 @@ def test_unexpected_errors_are_masked_and_logged_with_a_request_id(
     assert rest.json()["error"]["code"] == "INTERNAL_SERVER_ERROR"
     assert "no such table" not in rest.text
     rest_id = rest.json()["error"]["message"].split("request id ")[1].rstrip(")")
+    # The ids the client is told are its requests' own (X-Request-ID, in every log line).
+    assert answer.headers["x-request-id"] == request_id
+    assert rest.headers["x-request-id"] == rest_id
     # The server's log has the real cause under the same ids.
     for logged_id in (request_id, rest_id):
         [record] = [r for r in caplog.records if logged_id in r.getMessage()]

@@ -3,17 +3,20 @@
 Runs once with Redis (REDIS_URL) and once with PostgreSQL LISTEN/NOTIFY
 (TEST_POSTGRES_URL) as BROADCAST_URL; each is skipped, with the reason, when its
 variable is unset (CI sets both). The servers require tokens, so the events'
-tenant scoping is exercised across the broker too.
+tenant scoping is exercised across the broker too; and they trace (printing spans),
+so the events carry their trace context across it too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -66,6 +69,9 @@ def servers(
         "AUTH_JWT_SECRET": SECRET,
         # Behind one load balancer, both give out the same URLs.
         "PUBLIC_URL": "https://jobs.example.test",
+        # Spans printed to each server's log, a tenth of a second after they end.
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
     # Started side by side: each takes seconds, and they migrate the one file safely.
     with ThreadPoolExecutor(2) as pool:
@@ -181,3 +187,43 @@ async def test_another_tenant_hears_nothing_of_a_tenants_changes(
         ("all", {"jobUpdates": own}),
         ("ready", {"jobProgress": own}),
     ]
+
+
+def printed_spans(log: Path, name: str, trace_id: str) -> list[dict[str, Any]]:
+    """The spans named `name` of trace `trace_id` a server's console exporter printed."""
+    text, decoder, found, at = log.read_text(), json.JSONDecoder(), [], 0
+    while (start := text.find("\n{\n", at)) >= 0:
+        span, at = decoder.raw_decode(text, start + 1)
+        if span.get("name") == name and span["context"]["trace_id"] == f"0x{trace_id}":
+            found.append(span)
+    return found
+
+
+async def test_a_report_on_one_process_and_its_delivery_on_the_other_share_one_trace(
+    servers: tuple[Server, Server], clients: tuple[JobsClient, JobsClient]
+) -> None:
+    (a, b), (on_a, _) = servers, clients
+    job = await on_a.create()
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    with anyio.fail_after(LIMIT):
+        async with graphql_socket(b.ws_url, TRANSPORT_WS, payload=auth()) as progress_on_b:
+            await progress_on_b.subscribe("p", JOB_PROGRESS, id=job["id"])
+            assert (await progress_on_b.job("p"))["progress"] == 0
+            # A worker's report over REST, on the other process, continuing its own trace.
+            reported = await on_a.http.patch(
+                f"/encoding/jobs/{job['id']}",
+                json={"progress": 50},
+                headers={**auth(), "traceparent": traceparent},
+            )
+            assert reported.status_code == 200, reported.text
+            assert (await progress_on_b.job("p"))["progress"] == 50
+        while True:
+            published = printed_spans(a.log, "publish jobs_gateway_events", trace_id)
+            delivered = printed_spans(b.log, "process jobs_gateway_events", trace_id)
+            if published and delivered:
+                break
+            await asyncio.sleep(0.1)
+    [publish], [delivery] = published, delivered
+    assert delivery["parent_id"] == publish["context"]["span_id"]
+    assert printed_spans(a.log, "PATCH /encoding/jobs/{id}", trace_id)

@@ -8,6 +8,7 @@ SQLite backend. Callers get a `databases.Database` either way.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs; only its error class is used
 import databases
@@ -35,15 +36,23 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be opened or reached; the message says where and why."""
 
 
-def create_database(settings: Settings) -> databases.Database:
-    if settings.is_sqlite:
+# With tracing on, the class chosen is handed to this to get its traced subclass.
+Traced = Callable[[type[databases.Database]], type[databases.Database]]
+
+
+def create_database(settings: Settings, traced: Traced | None = None) -> databases.Database:
+    database_class: type[databases.Database] = Database
+    if settings.is_sqlite and not settings.fast_paths:
         # FAST_PATHS off: `databases`' own SQLite backend (a connection per query).
-        database_class = Database if settings.fast_paths else databases.Database
+        database_class = databases.Database
+    if traced is not None:
+        database_class = traced(database_class)  # a span per statement (app.tracing)
+    if settings.is_sqlite:
         return database_class(settings.database_url, timeout=SQLITE_BUSY_TIMEOUT)
     # One connection at start, more on demand up to the pool size: N processes hold at
     # most N x DATABASE_POOL_SIZE connections (PostgreSQL allows 100 by default). The
     # application name tells them apart in pg_stat_activity.
-    return Database(
+    return database_class(
         settings.database_url,
         min_size=1,
         max_size=settings.database_pool_size,
@@ -52,8 +61,8 @@ def create_database(settings: Settings) -> databases.Database:
     )
 
 
-async def connect(settings: Settings) -> databases.Database:
-    database = create_database(settings)
+async def connect(settings: Settings, traced: Traced | None = None) -> databases.Database:
+    database = create_database(settings, traced)
     try:
         await database.connect()
         await database.fetch_val("SELECT 1")

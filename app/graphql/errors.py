@@ -32,7 +32,7 @@ from graphql import (
 from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import InvalidOperationTypeError
 
-from app import metrics
+from app import logs, metrics
 from app.errors import AppError, Unavailable
 
 logger = logging.getLogger("app.graphql")
@@ -129,8 +129,10 @@ def assign_code(error: GraphQLError, document: DocumentNode | None) -> str:
 
 
 def log_unexpected(error: GraphQLError) -> None:
-    """Log a bug with a fresh request id, which `MaskUnexpected` shows the client."""
-    request_id = uuid.uuid4().hex
+    """Log a bug with its request's id (X-Request-ID, in every line of the request; a
+    fresh one outside a request), which `MaskUnexpected` shows the client."""
+    found = logs.current()
+    request_id = found.request_id if found and found.request_id else uuid.uuid4().hex
     error.extensions = {**(error.extensions or {}), "requestId": request_id}
     logger.error(
         "unexpected error in %s [request id %s]: %s",

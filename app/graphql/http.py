@@ -43,6 +43,7 @@ from app.errors import AppError, InvalidInput, MalformedBody, UnsupportedMediaTy
 from app.graphql.anonymous import introspection_only
 from app.graphql.context import Context
 from app.graphql.errors import assign_code
+from app.logs import note_operation, operation_label
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -257,6 +258,8 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
+        # Every later log line of the request names the operation (app.logs).
+        note_operation(operation_label(request_data.query, request_data.operation_name))
         try:
             result = await self.schema.execute(
                 request_data.query,

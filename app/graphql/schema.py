@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
@@ -52,7 +53,10 @@ def portable_directive(directive: GraphQLDirective) -> GraphQLDirective:
     return GraphQLDirective(**kwargs)
 
 
-def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
+def create_schema(
+    settings: Settings | None = None, extra_extensions: Sequence[Any] = (), **options: Any
+) -> Schema:
+    """`extra_extensions` run after ours (tracing's operation spans, when on)."""
     settings = settings or Settings()
     schema = Schema(
         query=Query,
@@ -61,7 +65,7 @@ def create_schema(settings: Settings | None = None, **options: Any) -> Schema:
         # FAST_PATHS off: strawberry's default, graphql-core's own execution.
         execution_context_class=PlainFieldsExecutor if settings.fast_paths else None,
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
-        extensions=_extensions(settings),
+        extensions=[*_extensions(settings), *extra_extensions],
         **options,
     )
     # strawberry takes no built-in directives of ours; `_schema`, its graphql-core

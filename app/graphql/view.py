@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import orjson
 from starlette.requests import Request
@@ -26,6 +27,8 @@ from app.web.graphiql import LocalGraphiQL
 # client's order is no guide: gql (Python) offers ["graphql-ws", "graphql-transport-ws"],
 # and the legacy protocol serves subscriptions only (its queries are refused).
 SUBPROTOCOL_PREFERENCE = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
+if TYPE_CHECKING:
+    from app.tracing import Tracing
 
 # Well inside the 30 s after which subscriptions-transport-ws clients give up.
 KEEP_ALIVE_SECONDS = 12.0
@@ -45,7 +48,9 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
-    def __init__(self, settings: Settings, **options: object) -> None:
+    def __init__(
+        self, settings: Settings, tracing: Tracing | None = None, **options: object
+    ) -> None:
         from app.graphql.schema import create_schema, query_limits, validation_rules
 
         options.setdefault("graphql_ide", "graphiql" if settings.graphiql else None)
@@ -62,9 +67,13 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         options.setdefault(
             "connection_init_wait_timeout", timedelta(seconds=settings.websocket_init_timeout)
         )
-        schema = create_schema(settings)
+        # Tracing on: a span per GraphQL operation (app.tracing.graphql).
+        extra = [tracing.extension()] if tracing is not None else []
+        schema = create_schema(settings, extra_extensions=extra)
         super().__init__(schema, **options)  # type: ignore[arg-type]
         self.settings = settings
+        # Tracing on: the WebSocket handlers make a span per operation.
+        self.tracing = tracing
         # Which documents the fan-out serves, and those refused before strawberry parses.
         self.plans = Plans(
             schema,

@@ -30,7 +30,7 @@ import os
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app import metrics
 from app.jobs.broker import BROKER_TIMEOUT, BroadcastUnavailable, Broker
@@ -41,6 +41,9 @@ from app.jobs.model import Job, JobChange, JobFilter
 from app.jobs.wire import decode, encode
 from app.logs import Throttle
 from app.lru import LRU
+
+if TYPE_CHECKING:
+    from app.tracing.events import EventSpans
 
 # Mailbox, JobStream and Listener live in app.jobs.mailbox; named here too, where
 # subscriptions are opened.
@@ -74,8 +77,12 @@ class JobEvents:
         on_idle: Callable[[int], None] | None = None,
         change_poll_interval: float | None = None,
         exit_before_publishing_finish: bool = False,
+        spans: EventSpans | None = None,
     ) -> None:
         self.url = url
+        # Tracing on: publish and delivery spans, the trace context carried in the event
+        # (app.tracing.events). Off, neither hook is installed.
+        self._spans = spans
         # A test hook (TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH), never set in production.
         self._exit_before_publishing_finish = exit_before_publishing_finish
         # Told once no subscription is left, with how many have ended since it last was.
@@ -84,7 +91,11 @@ class JobEvents:
         self._idle_timer: asyncio.TimerHandle | None = None
         # Without `states` (tests of the fan-out alone) there is no catching up.
         self._states = states
-        self._broker = Broker(url, self._receive, self._catch_up if states is not None else None)
+        self._broker = Broker(
+            url,
+            self._receive if spans is None else self._receive_traced,
+            self._catch_up if states is not None else None,
+        )
         # Changes whose event never came (its publisher died after the commit) are read
         # from the database (app.jobs.changes). In one process (memory://) none is lost.
         self._feed: ChangeFeed | None = None
@@ -176,8 +187,15 @@ class JobEvents:
             # Dies as a killed process would between its commit and its publish.
             logger.warning("TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH: exiting before publishing")
             os._exit(EXIT_BEFORE_PUBLISH)
+        if self._spans is not None:
+            with self._spans.publishing(job) as trace:
+                await self._publish(job, encode(job, trace))
+            return
+        await self._publish(job, encode(job))
+
+    async def _publish(self, job: Job, message: str) -> None:
         try:
-            await self._broker.publish(encode(job))
+            await self._broker.publish(message)
         except BroadcastUnavailable as exc:
             metrics.EVENTS_PUBLISHED.labels("deferred").inc()
             self._unpublished.put(job.id, None)
@@ -292,6 +310,18 @@ class JobEvents:
             logger.warning("ignored a malformed job event: %r", exc)
             return
         self._dispatch(job)
+
+    def _receive_traced(self, message: str) -> None:
+        """`_receive`, the delivery a span in the publisher's trace (app.tracing.events)."""
+        assert self._spans is not None
+        try:
+            fields = json.loads(message)
+            job = decode(fields)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignored a malformed job event: %r", exc)
+            return
+        with self._spans.delivering(fields.get("trace"), job):
+            self._dispatch(job)
 
     def _dispatch(self, job: Job) -> None:
         # Events of one job may arrive out of order (several publishers): drop any

@@ -13,23 +13,24 @@ from app.jobs.model import Job, JobStatus
 # A job at its largest (100 inputs, a 200-character tenant) encodes to about 4.6 KB,
 # under PostgreSQL's 8,000-byte NOTIFY limit. Carrying the whole job spares every
 # process a database read per event.
-def encode(job: Job) -> str:
-    return json.dumps(
-        {
-            "id": str(job.id),
-            "tenant": job.tenant,
-            "status": int(job.status),
-            "progress": job.progress,
-            "profile": str(job.profile),
-            "video": str(job.video),
-            "inputs": [str(value) for value in job.inputs],
-            "created_at": job.created_at.isoformat(),
-            "updated_at": job.updated_at.isoformat(),
-            "deleted_at": job.deleted_at.isoformat() if job.deleted_at else None,
-            "seq": job.seq,
-        },
-        separators=(",", ":"),
-    )
+def encode(job: Job, trace: dict[str, str] | None = None) -> str:
+    """`trace`: the publisher's trace context (tracing on), which receivers continue."""
+    fields: dict[str, Any] = {
+        "id": str(job.id),
+        "tenant": job.tenant,
+        "status": int(job.status),
+        "progress": job.progress,
+        "profile": str(job.profile),
+        "video": str(job.video),
+        "inputs": [str(value) for value in job.inputs],
+        "created_at": job.created_at.isoformat(),
+        "updated_at": job.updated_at.isoformat(),
+        "deleted_at": job.deleted_at.isoformat() if job.deleted_at else None,
+        "seq": job.seq,
+    }
+    if trace:
+        fields["trace"] = trace
+    return json.dumps(fields, separators=(",", ":"))
 
 
 def decode(fields: dict[str, Any]) -> Job:

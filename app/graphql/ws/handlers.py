@@ -42,6 +42,7 @@ from app.graphql.errors import QUERY_TOO_COMPLEX
 from app.graphql.ws.expiry import TOKEN_EXPIRED, TokenExpiry
 from app.graphql.ws.fastpath import FastPath
 from app.graphql.ws.messages import MalformedMessage, check_legacy, check_transport
+from app.logs import operation_log
 
 # What graphql-transport-ws closes with, and the legacy protocol now too.
 INIT_TIMEOUT = (4408, "Connection initialisation timeout")
@@ -112,6 +113,16 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
         await super().send_message(message)
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
+        op = operation
+        with operation_log(op.query, op.operation_name):
+            tracing = self.view.tracing
+            if tracing is None:
+                await self._run_operation(operation)
+                return
+            with tracing.websocket_operation(op.id, op.query, op.operation_name):
+                await self._run_operation(operation)
+
+    async def _run_operation(self, operation: Operation[Context, None]) -> None:
         # Served by the fan-out, the operation stays in `operations` until it is over
         # (`_forget`, `cleanup_operation`); its task ends here.
         op = operation
@@ -221,6 +232,21 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
         await super().send_message(message)
 
     async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        with operation_log(query, operation_name):
+            tracing = self.view.tracing
+            if tracing is None:
+                await self._handle_async_results(operation_id, query, operation_name, variables)
+                return
+            with tracing.websocket_operation(operation_id, query, operation_name):
+                await self._handle_async_results(operation_id, query, operation_name, variables)
+
+    async def _handle_async_results(
         self,
         operation_id: str,
         query: str,
