@@ -118,6 +118,10 @@ def test_requests_jobs_and_operations_move_their_families(gateway: Server) -> No
     assert httpx.get(f"{gateway.url}/encoding/jobs").status_code == 401
     refused = graphql(gateway, CREATE, auth=None, input=request_object())
     assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    # Refused inside the operation: a token without the scope.
+    reader = token(scope="jobs:read")
+    forbidden = graphql(gateway, CREATE, auth=reader, input=request_object())
+    assert forbidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert httpx.get(f"{gateway.url}/no/such/{job_id}").status_code == 404
     # Refused before routing (the body cap): counted under the route it was aimed at.
     too_large = httpx.post(
@@ -131,8 +135,8 @@ def test_requests_jobs_and_operations_move_their_families(gateway: Server) -> No
     assert moved(before, after, http, route="/encoding/jobs", method="POST", status="201") == 1
     assert moved(before, after, http, route="/encoding/jobs/{id}", method="GET", status="200") == 1
     assert moved(before, after, http, route="/encoding/jobs", method="GET", status="401") == 1
-    # The report answers 200; the call without a token 401, before anything runs.
-    assert moved(before, after, http, route="/graphql", method="POST", status="200") == 1
+    # The report and the scope refusal answer 200; the call without a token 401.
+    assert moved(before, after, http, route="/graphql", method="POST", status="200") == 2
     assert moved(before, after, http, route="/graphql", method="POST", status="401") == 1
     assert moved(before, after, http, route="unmatched", method="GET", status="404") == 1
     assert moved(before, after, http, route="/encoding/jobs", method="POST", status="413") == 1
@@ -141,10 +145,10 @@ def test_requests_jobs_and_operations_move_their_families(gateway: Server) -> No
 
     operations = "jobs_gateway_graphql_operations_total"
     assert moved(before, after, operations, type="mutation", name="Report", outcome="ok") == 1
+    # The call without a token never ran (401 before execution: the HTTP family has
+    # it); the one without the scope ran and was refused.
     assert (
-        moved(
-            before, after, operations, type="mutation", name="anonymous", outcome="UNAUTHENTICATED"
-        )
+        moved(before, after, operations, type="mutation", name="anonymous", outcome="FORBIDDEN")
         == 1
     )
     timed = "jobs_gateway_graphql_operation_duration_seconds_count"
