@@ -21,7 +21,9 @@ from app.settings import Settings, public_key_algorithm
 READ = "jobs:read"
 WRITE = "jobs:write"
 REPORT = "jobs:report"
-SCOPES = (READ, WRITE, REPORT)
+# May send documents outside TRUSTED_DOCUMENTS' manifest (app/graphql/persisted.py).
+ADHOC = "graphql:adhoc"
+SCOPES = (READ, WRITE, REPORT, ADHOC)
 ALL_SCOPES = frozenset(SCOPES)
 
 # The tenant column holds at most this many characters.

@@ -72,6 +72,14 @@ class Settings:
     # follows FAST_PATHS, unlike every other field's: tests build `Settings(...)` directly,
     # and CI runs them once with FAST_PATHS=false so that both ways stay correct.
     fast_paths: bool = field(default_factory=lambda: _fast_paths_default())
+    # Persisted operations (app/graphql/persisted.py, docs/api.md). Documents kept for
+    # Apollo's automatic persisted queries, per process (0: APQ off).
+    persisted_queries_kept: int = 1000
+    # A JSON manifest {id: document}: only its operations run (trusted documents).
+    trusted_documents: str | None = None
+    # Who may still send other documents when TRUSTED_DOCUMENTS is set: "scope" (tokens
+    # with the graphql:adhoc scope, and open mode) or "refuse" (nobody).
+    trusted_documents_adhoc: str = "scope"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -128,6 +136,15 @@ class Settings:
                 env, "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH", False
             ),
             fast_paths=_flag(env, "FAST_PATHS", True),
+            persisted_queries_kept=_int(
+                env, "PERSISTED_QUERIES_KEPT", defaults.persisted_queries_kept, minimum=0
+            ),
+            trusted_documents=env.get("TRUSTED_DOCUMENTS") or None,
+            trusted_documents_adhoc=(
+                env.get("TRUSTED_DOCUMENTS_ADHOC") or defaults.trusted_documents_adhoc
+            )
+            .strip()
+            .lower(),
         )
         settings.validate()
         return settings
@@ -151,6 +168,15 @@ class Settings:
             raise SettingsError(CURSOR_SECRET_NEEDED)
         for origin in self.cors_origins:
             _check_origin(origin)
+        if self.trusted_documents_adhoc not in ("scope", "refuse"):
+            raise SettingsError(
+                "TRUSTED_DOCUMENTS_ADHOC must be 'scope' or 'refuse', "
+                f"got {self.trusted_documents_adhoc!r}"
+            )
+        if self.trusted_documents is not None:
+            from app.graphql.persisted import load_manifest  # it names Settings
+
+            load_manifest(self.trusted_documents)
 
     @property
     def open_mode(self) -> bool:
@@ -183,16 +209,17 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+        value = minimum - 1
+    if value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}")
     return value
 
 

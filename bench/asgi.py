@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as `python bench/asgi.py`
 from bench.load import Request
 from bench.scenarios import (
     BEST_BARE,
+    FASTEST,
     GATEWAY,
     PER_CALL,
     REUSED,
@@ -62,6 +63,7 @@ def build(name: str, database_url: str) -> ASGIApp:
     factory = {
         PER_CALL: baselines.bare_per_call,
         REUSED: baselines.bare_reused,
+        FASTEST: baselines.bare_fastest,
         STRAWBERRY: baselines.strawberry_default,
     }[name]
     return factory()
@@ -257,7 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = scenarios()
     if args.only:
         chosen = [scenario for scenario in chosen if scenario.name in args.only.split(",")]
-    short = {"gateway": GATEWAY, "per-call": PER_CALL, "reused": REUSED, "strawberry": STRAWBERRY}
+    short = {
+        "gateway": GATEWAY,
+        "per-call": PER_CALL,
+        "reused": REUSED,
+        "fastest": FASTEST,
+        "strawberry": STRAWBERRY,
+    }
     names = (
         [short[name] for name in args.servers.split(",")] if args.servers else list(short.values())
     )

@@ -7,7 +7,8 @@ serve`, open mode, loopback) and the baselines of `bench.baselines` on it, each 
 uvicorn worker pinned to core 0 (`taskset`), and loads them from core 1 with wrk
 (`apt-get install -y wrk`; without it, the asyncio client in `bench.load`). Rounds
 interleave the servers; the table gives medians of the rounds and each server's
-req/s as a ratio of the best bare route (one reused connection). Everything stops
+req/s as a ratio of the best bare route (`bench.baselines.bare_fastest`: one reused
+connection, plain SQL prepared once, orjson; it answers the reads). Everything stops
 at the end; only 127.0.0.1 is used.
 
 `--profile py-spy --only KIND` instead records where the gateway's time goes under
@@ -40,6 +41,7 @@ if __package__ in (None, ""):  # run as `python bench/http.py`
 from bench.load import Request, Result, run_python, run_wrk, wrk_path
 from bench.scenarios import (
     BEST_BARE,
+    FASTEST,
     GATEWAY,
     PER_CALL,
     REUSED,
@@ -121,6 +123,7 @@ def servers(database_url: str, names: Sequence[str], logs: Path) -> Iterator[dic
         GATEWAY: ([python, "-m", "app", "serve", "--log-level", "warning"], "DATABASE_URL"),
         PER_CALL: ([*uvicorn, "bench.baselines:bare_per_call"], "BENCH_DATABASE_URL"),
         REUSED: ([*uvicorn, "bench.baselines:bare_reused"], "BENCH_DATABASE_URL"),
+        FASTEST: ([*uvicorn, "bench.baselines:bare_fastest"], "BENCH_DATABASE_URL"),
         STRAWBERRY: ([*uvicorn, "bench.baselines:strawberry_default"], "BENCH_DATABASE_URL"),
     }
     started: dict[str, Server] = {}
@@ -322,12 +325,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated request kinds: job,jobs,cursors,create,progress,rest",
+        help="comma-separated request kinds: job,job-persisted,jobs,jobs-persisted,"
+        "cursors,create,progress,rest",
     )
     parser.add_argument(
         "--servers",
         default="",
-        help="comma-separated: gateway,per-call,reused,strawberry (default: all)",
+        help="comma-separated: gateway,per-call,reused,fastest,strawberry (default: all)",
     )
     parser.add_argument("--profile", choices=["py-spy"], help="profile the gateway instead")
     args = parser.parse_args(argv)
@@ -339,7 +343,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
         chosen = [scenario for scenario in chosen if scenario.name in wanted]
-    short = {"gateway": GATEWAY, "per-call": PER_CALL, "reused": REUSED, "strawberry": STRAWBERRY}
+    short = {
+        "gateway": GATEWAY,
+        "per-call": PER_CALL,
+        "reused": REUSED,
+        "fastest": FASTEST,
+        "strawberry": STRAWBERRY,
+    }
     names = (
         [short[name] for name in args.servers.split(",")] if args.servers else list(short.values())
     )
@@ -355,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare_database(database_url, args.jobs)
         print(f"prepared {args.jobs:,} jobs in {time.monotonic() - started:.1f} s", file=sys.stderr)
         with servers(database_url, names, Path(folder)) as running:
+            for scenario in chosen:
+                if scenario.setup is not None and GATEWAY in running:
+                    fetch(running[GATEWAY].url, scenario.setup)
             for scenario in chosen:
                 for name, server in running.items():
                     if name not in scenario.requests:

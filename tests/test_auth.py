@@ -66,7 +66,7 @@ def test_hs256_token_names_the_caller() -> None:
 def test_open_mode_is_tenant_default_with_every_scope() -> None:
     assert verifier().verify(None) == OPEN_CALLER
     assert OPEN_CALLER.tenant == "default"
-    assert OPEN_CALLER.scopes == {"jobs:read", "jobs:write", "jobs:report"}
+    assert OPEN_CALLER.scopes == {"jobs:read", "jobs:write", "jobs:report", "graphql:adhoc"}
 
 
 @pytest.mark.parametrize(

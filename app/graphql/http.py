@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -38,6 +39,7 @@ from app import media
 from app.errors import AppError, InvalidInput, MalformedBody, UnsupportedMediaType
 from app.graphql.context import Context
 from app.graphql.errors import assign_code
+from app.graphql.persisted import Named, PersistedDocuments, named
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -131,8 +133,18 @@ def error_body(error: AppError) -> dict[str, Any]:
     return {"errors": [graphql_error.formatted]}
 
 
+@dataclass
+class RequestData(GraphQLRequestData):
+    """A request's parameters, with the persisted document it names (app.graphql.persisted)."""
+
+    persisted: Named | None = None
+
+
 class GraphQLOverHTTP(GraphQL[Context, None]):
     """The HTTP half of the /graphql view (the WebSocket half is strawberry's)."""
+
+    # Persisted operations: the view sets them from its settings.
+    persisted: PersistedDocuments
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,6 +152,13 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
             return
         response = await self._respond(Request(scope, receive))
         await response(scope, receive, send)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a persisted document (no `query`) is a GraphQL request, not a page.
+        params = request.query_params
+        if any(params.get(name) for name in ("extensions", "documentId", "doc_id")):
+            return False
+        return bool(super().should_render_graphql_ide(request))
 
     async def _respond(self, request: Request) -> Response:
         if self.should_render_graphql_ide(self.request_adapter_class(request)):
@@ -208,9 +227,10 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
+        query = self._document(request_data, context)
         try:
             result = await self.schema.execute(
-                request_data.query,
+                query,
                 root_value=root_value,
                 variable_values=request_data.variables,
                 context_value=context,
@@ -232,6 +252,16 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
             code = ((result.errors or [])[0].extensions or {}).get("code")
             sub_response.status_code = _REQUEST_ERROR_STATUS.get(str(code), 400)
         return result
+
+    def _document(self, request_data: GraphQLRequestData, context: Context) -> str | None:
+        """The document to run: sent, or named by a persisted id (app.graphql.persisted)."""
+        name = request_data.persisted if isinstance(request_data, RequestData) else None
+        try:
+            return self.persisted.resolve(request_data.query, name, context.caller)
+        except InvalidInput as exc:
+            raise RequestRefused(400, exc) from None
+        except AppError as exc:
+            raise RequestRefused(exc.http_status, exc) from None
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -290,18 +320,23 @@ def _request_data(parameters: object) -> GraphQLRequestData:
     """Check the spec's request parameters; any other shape is the client's error."""
     if not isinstance(parameters, dict):
         raise RequestRefused(400, InvalidInput("body", "must be a JSON object"))
+    try:
+        persisted = named(parameters)
+    except InvalidInput as exc:
+        raise RequestRefused(400, exc) from None
     query = parameters.get("query")
-    if query is None:
+    if query is None and persisted is None:
         raise RequestRefused(400, InvalidInput("query", "required: the GraphQL document"))
     _expect(parameters, "query", str, "a string")
     _expect(parameters, "operationName", str, "a string or null")
     _expect(parameters, "variables", dict, "an object or null")
     _expect(parameters, "extensions", dict, "an object or null")
-    return GraphQLRequestData(
+    return RequestData(
         query=query,
         variables=parameters.get("variables"),
         operation_name=parameters.get("operationName"),
         extensions=parameters.get("extensions"),
+        persisted=persisted,
     )
 
 

@@ -14,6 +14,7 @@ from strawberry.types.unset import UnsetType
 from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.http import GraphQLOverHTTP
+from app.graphql.persisted import PersistedDocuments
 from app.graphql.ws import Fanout, LegacyWSHandler, Plans, TransportWSHandler
 from app.settings import Settings
 from app.web.graphiql import LocalGraphiQL
@@ -55,6 +56,8 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         schema = create_schema(settings)
         super().__init__(schema, **options)  # type: ignore[arg-type]
         self.settings = settings
+        # Automatic persisted queries and trusted documents, for HTTP and WebSocket alike.
+        self.persisted = PersistedDocuments(settings)
         # Which documents the fan-out serves, and those refused before strawberry parses.
         self.plans = Plans(
             schema,

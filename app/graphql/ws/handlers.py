@@ -42,6 +42,7 @@ from app.graphql.errors import QUERY_TOO_COMPLEX
 from app.graphql.ws.expiry import TOKEN_EXPIRED, TokenExpiry
 from app.graphql.ws.fastpath import FastPath
 from app.graphql.ws.messages import MalformedMessage, check_legacy, check_transport
+from app.graphql.ws.persisted import PersistedOperations
 
 # What graphql-transport-ws closes with, and the legacy protocol now too.
 INIT_TIMEOUT = (4408, "Connection initialisation timeout")
@@ -73,13 +74,19 @@ def _is_limit_error(error: object) -> bool:
     )
 
 
-class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Context, None]):
+class TransportWSHandler(
+    PersistedOperations, FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Context, None]
+):
     """graphql-transport-ws, with `jobProgress` and `jobUpdates` fanned out."""
 
     _next = ('{"id":', ',"type":"next","payload":', "}")
     _complete = ('{"id":', ',"type":"complete"}')
 
     async def handle_message(self, message: Message) -> None:
+        refused = self.persisted_document(message)
+        if refused is not None:
+            await self.refuse(*refused)
+            return
         try:
             check_transport(message)
         except MalformedMessage as exc:
@@ -132,7 +139,9 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
         await self._close_fast()
 
 
-class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]):
+class LegacyWSHandler(
+    PersistedOperations, FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
+):
     """The legacy graphql-ws protocol, with `jobProgress` and `jobUpdates` fanned out."""
 
     _next = ('{"type":"data","id":', ',"payload":', "}")
@@ -164,6 +173,10 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
             await self.websocket.close(code=code, reason=reason)
 
     async def handle_message(self, message: OperationMessage) -> None:
+        refused = self.persisted_document(message)
+        if refused is not None:
+            await self.refuse(*refused)
+            return
         try:
             check_legacy(message)
         except MalformedMessage as exc:
