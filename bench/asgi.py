@@ -223,6 +223,9 @@ async def _rounds(
     results: dict[tuple[str, str], list[float]] = {}
     # Warm up every path once (imports, caches, the file's pages).
     for scenario in chosen:
+        if scenario.setup is not None and GATEWAY in names:
+            await call(apps[GATEWAY], states[GATEWAY], scenario.setup)
+    for scenario in chosen:
         for name in names:
             if name in scenario.requests:
                 await drive(apps[name], states[name], scenario.requests[name], 200, concurrency)
@@ -251,8 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=10_000)
-    parser.add_argument("--only", default="", help="job,jobs,cursors,create,progress,rest")
-    parser.add_argument("--servers", default="", help="gateway,per-call,reused,strawberry")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="job,job-persisted,jobs,jobs-persisted,cursors,create,progress,rest",
+    )
+    parser.add_argument("--servers", default="", help="gateway,per-call,reused,fastest,strawberry")
     parser.add_argument("--profile", choices=["pyinstrument", "cprofile"])
     args = parser.parse_args(argv)
 

@@ -314,3 +314,67 @@ def _next_of(ws: Any, op_id: str) -> dict[str, Any]:
         message: dict[str, Any] = ws.receive_json()
         if message.get("id") == op_id:
             return message
+
+
+# --- prepared operations and cursors sealed only when read -----------------------------
+
+SAME_ANSWERS: list[tuple[str, dict[str, Any]]] = [
+    ("POST", {"query": JOB, "variables": {"id": UNKNOWN_ID}}),
+    ("POST", {"query": JOB, "variables": {"id": "not-a-uuid"}}),
+    ("POST", {"query": JOB}),
+    ("POST", {"query": "query A { __typename } query B { __typename }"}),
+    ("POST", {"query": "query A { __typename } query B { __typename }", "operationName": "C"}),
+    ("POST", {"query": "{ jobs(first: 0) { totalCount } }"}),
+    ("POST", {"query": '{ jobs(after: "nope") { totalCount } }'}),
+    ("POST", {"query": f'mutation {{ deleteJob(id: "{UNKNOWN_ID}") {{ id }} }}'}),
+    ("POST", {"query": "subscription { jobUpdates { id } }"}),
+    ("POST", {"query": "{ nope }"}),
+    ("GET", {"query": f'mutation {{ deleteJob(id: "{UNKNOWN_ID}") {{ id }} }}'}),
+    ("GET", {"query": "{ jobs(first: 2) { totalCount } }"}),
+]
+
+
+@pytest.mark.parametrize(("method", "body"), SAME_ANSWERS)
+@pytest.mark.parametrize("accept", ["application/json", "application/graphql-response+json"])
+def test_prepared_operations_answer_as_strawberry_does(
+    tmp_path: Path, method: str, body: dict[str, Any], accept: str
+) -> None:
+    answers = []
+    for fast_paths in (False, True):
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path}/{fast_paths}.db", fast_paths=fast_paths
+        )
+        with TestClient(create_app(settings)) as client:
+            for _ in range(2):  # the second time from the prepared operation
+                if method == "GET":
+                    params = {k: json.dumps(v) if k == "variables" else v for k, v in body.items()}
+                    response = client.get("/graphql", params=params, headers={"accept": accept})
+                else:
+                    response = client.post("/graphql", json=body, headers={"accept": accept})
+                answers.append(
+                    (response.status_code, response.json(), response.headers.get("allow"))
+                )
+    assert answers[0] == answers[1] == answers[2] == answers[3]
+
+
+def test_cursors_are_sealed_whenever_a_selection_reads_one(client: TestClient) -> None:
+    for _ in range(3):
+        client.post("/encoding/jobs", json=JOB_INPUT)
+    documents = {
+        "direct": "{ jobs(first: 2) { edges { cursor } } }",
+        "end": "{ jobs(first: 2) { edges { node { id } } pageInfo { endCursor } } }",
+        "fragment": "{ jobs(first: 2) { ...Page } } fragment Page on JobConnection { edges { ...E } } fragment E on JobEdge { cursor }",
+        "inline": "{ jobs(first: 2) { edges { ... on JobEdge { cursor } } } }",
+    }
+    for name, document in documents.items():
+        data = client.post("/graphql", json={"query": document}).json()["data"]["jobs"]
+        cursor = data["pageInfo"]["endCursor"] if name == "end" else data["edges"][-1]["cursor"]
+        assert cursor, name
+        after = client.post(
+            "/graphql",
+            json={
+                "query": "query($a: String) { jobs(first: 5, after: $a) { edges { node { id } } } }",
+                "variables": {"a": cursor},
+            },
+        ).json()
+        assert len(after["data"]["jobs"]["edges"]) == 1, name

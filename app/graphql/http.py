@@ -40,6 +40,7 @@ from app.errors import AppError, InvalidInput, MalformedBody, UnsupportedMediaTy
 from app.graphql.context import Context
 from app.graphql.errors import assign_code
 from app.graphql.persisted import Named, PersistedDocuments, named
+from app.graphql.prepared import PreparedOperations
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -143,8 +144,9 @@ class RequestData(GraphQLRequestData):
 class GraphQLOverHTTP(GraphQL[Context, None]):
     """The HTTP half of the /graphql view (the WebSocket half is strawberry's)."""
 
-    # Persisted operations: the view sets them from its settings.
+    # Persisted operations, and prepared ones (None: FAST_PATHS off): the view sets them.
     persisted: PersistedDocuments
+    prepared: PreparedOperations | None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -228,18 +230,30 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         query = self._document(request_data, context)
+        # strawberry would run a subscription here as if it were a query (and fail on
+        # its null result); over plain HTTP it is refused instead.
+        allowed = _allowed_operations(request_adapter.method)
+        prepared = self.prepared.get(query, request_data.operation_name) if self.prepared else None
         try:
-            result = await self.schema.execute(
-                query,
-                root_value=root_value,
-                variable_values=request_data.variables,
-                context_value=context,
-                operation_name=request_data.operation_name,
-                # strawberry would run a subscription here as if it were a query (and
-                # fail on its null result); over plain HTTP it is refused instead.
-                allowed_operation_types=_allowed_operations(request_adapter.method),
-                operation_extensions=request_data.extensions,
-            )
+            if prepared is not None and self.prepared is not None:
+                result = await self.prepared.execute(
+                    prepared,
+                    allowed=allowed,
+                    context=context,
+                    variables=request_data.variables,
+                    operation_name=request_data.operation_name,
+                    extensions=request_data.extensions,
+                )
+            else:
+                result = await self.schema.execute(
+                    query,
+                    root_value=root_value,
+                    variable_values=request_data.variables,
+                    context_value=context,
+                    operation_name=request_data.operation_name,
+                    allowed_operation_types=allowed,
+                    operation_extensions=request_data.extensions,
+                )
         except (InvalidOperationTypeError, CannotGetOperationTypeError) as exc:
             raise _refusal_for(exc, request_adapter.method) from exc
         except MissingQueryError:

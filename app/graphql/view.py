@@ -15,6 +15,7 @@ from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.http import GraphQLOverHTTP
 from app.graphql.persisted import PersistedDocuments
+from app.graphql.prepared import PreparedOperations
 from app.graphql.ws import Fanout, LegacyWSHandler, Plans, TransportWSHandler
 from app.settings import Settings
 from app.web.graphiql import LocalGraphiQL
@@ -66,7 +67,18 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
             settings.max_query_tokens,
             settings.max_query_length,
         )
-        # FAST_PATHS off: no fan-out, every operation is served strawberry's way.
+        # FAST_PATHS off: no fan-out, no prepared operations: strawberry's way for all.
+        self.prepared = (
+            PreparedOperations(
+                schema,
+                query_limits(settings),
+                validation_rules(settings),
+                settings.max_query_tokens,
+                settings.max_query_length,
+            )
+            if settings.fast_paths
+            else None
+        )
         self.fanout = (
             Fanout(schema, schema.execution_context_class, _json_text)
             if settings.fast_paths
