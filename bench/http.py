@@ -6,9 +6,10 @@ Prepares a SQLite file with 10,000 jobs, starts the real gateway (`python -m app
 serve`, open mode, loopback) and the baselines of `bench.baselines` on it, each one
 uvicorn worker pinned to core 0 (`taskset`), and loads them from core 1 with wrk
 (`apt-get install -y wrk`; without it, the asyncio client in `bench.load`). Rounds
-interleave the servers; the table gives medians of the rounds and each server's
-req/s as a ratio of the best bare route (`bench.baselines.bare_fastest`: one reused
-connection, plain SQL prepared once, orjson; it answers the reads). Everything stops
+interleave the servers; the table gives medians of the rounds, and each server's
+req/s as a ratio of the best bare route's in the same round, the median of those
+(`bench.baselines.bare_fastest`: one reused connection, plain SQL prepared once,
+orjson; it answers the reads). Everything stops
 at the end; only 127.0.0.1 is used.
 
 `--profile py-spy --only KIND` instead records where the gateway's time goes under
@@ -207,15 +208,12 @@ def measure(
 def table(rows: list[Row]) -> str:
     headers = ("request", "server", "req/s", "p50 ms", "p99 ms", "vs best bare")
     lines: list[tuple[str, ...]] = []
-    best = {
-        row.scenario.name: row.median("requests_per_second")
-        for row in rows
-        if row.server == BEST_BARE
-    }
+    best = {row.scenario.name: row for row in rows if row.server == BEST_BARE}
     previous = None
     for row in rows:
         rate = row.median("requests_per_second")
-        ratio = f"{rate / best[row.scenario.name]:.2f}" if row.scenario.name in best else "-"
+        yardstick = best.get(row.scenario.name)
+        ratio = f"{paired_ratio(row, yardstick):.2f}" if yardstick is not None else "-"
         failures = sum(result.failures for result in row.results)
         server = row.server + (f" ({failures} failed)" if failures else "")
         title = row.scenario.title if row.scenario.name != previous else ""
@@ -223,6 +221,18 @@ def table(rows: list[Row]) -> str:
         p50, p99 = row.median("p50_ms"), row.median("p99_ms")
         lines.append((title, server, f"{rate:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ratio))
     return report.table(headers, lines, right={2, 3, 4, 5})
+
+
+def paired_ratio(row: Row, yardstick: Row) -> float:
+    """The median of each round's ratio: the two ran one after the other in that round,
+    so a machine busier in one round than another moves both (the others' work on a
+    shared machine swung req/s by 3-10x between rounds of one run here)."""
+    return float(
+        statistics.median(
+            result.requests_per_second / best.requests_per_second
+            for result, best in zip(row.results, yardstick.results, strict=True)
+        )
+    )
 
 
 def machine(rounds: int, duration: float, connections: int, load_before: float) -> str:

@@ -156,6 +156,8 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     def should_render_graphql_ide(self, request: Any) -> bool:
+        if request.method != "GET":  # asked twice per request; a POST never is a page
+            return False
         # A GET naming a persisted document (no `query`) is a GraphQL request, not a page.
         params = request.query_params
         if any(params.get(name) for name in ("extensions", "documentId", "doc_id")):
