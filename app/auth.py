@@ -26,7 +26,9 @@ REPORT = "jobs:report"
 MANAGE_WEBHOOKS = "webhooks:manage"
 # GET /metrics (app.metrics_endpoint); reaches no job.
 METRICS_READ = "metrics:read"
-SCOPES = (READ, WRITE, REPORT, MANAGE_WEBHOOKS, METRICS_READ)
+# May send documents outside TRUSTED_DOCUMENTS' manifest (app/graphql/persisted.py).
+ADHOC = "graphql:adhoc"
+SCOPES = (READ, WRITE, REPORT, MANAGE_WEBHOOKS, METRICS_READ, ADHOC)
 ALL_SCOPES = frozenset(SCOPES)
 
 # What every challenge names (RFC 7235 §2.2).

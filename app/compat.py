@@ -186,9 +186,9 @@ REACHES: tuple[Reach, ...] = (
         "strawberry.schema.schema:Schema",
         ("_schema",),
         "app/graphql/limits.py, app/graphql/ws/plan.py, app/graphql/ws/groups.py, "
-        "app/graphql/schema.py",
-        "the graphql-core schema documents are validated against (no public accessor);"
-        " its built-in directives made readable by graphql-js 16 tools",
+        "app/graphql/schema.py, app/graphql/prepared.py",
+        "the graphql-core schema documents are validated against and prepared ones executed"
+        " on (no public accessor); its built-in directives made readable by graphql-js 16 tools",
     ),
     Reach(
         "strawberry-graphql",
@@ -221,9 +221,10 @@ REACHES: tuple[Reach, ...] = (
     Reach(
         "strawberry-graphql",
         "strawberry.http.async_base_view:AsyncBaseHTTPView",
-        ("_get_stream_transport_from_headers",),
+        ("_get_stream_transport_from_headers", "should_render_graphql_ide", "execute_single"),
         "app/graphql/http.py",
-        "leave streaming requests to strawberry",
+        "leave streaming requests to strawberry; a GET naming a persisted document is no page;"
+        " persisted and prepared operations run where strawberry executes one",
     ),
     Reach(
         "strawberry-graphql",
@@ -237,9 +238,13 @@ REACHES: tuple[Reach, ...] = (
             "handle_invalid_message",
             "shutdown",
             "max_subscriptions_per_connection",
+            "handle_message",
+            "view",
+            "context",
         ),
-        "app/graphql/ws/handlers.py",
-        "the fan-out tried first in strawberry's operation task; the limit error given its code",
+        "app/graphql/ws/handlers.py, app/graphql/ws/persisted.py",
+        "the fan-out tried first in strawberry's operation task; the limit error given its code;"
+        " persisted documents resolved before a message is read",
     ),
     Reach(
         "strawberry-graphql",
@@ -253,9 +258,12 @@ REACHES: tuple[Reach, ...] = (
             "cleanup",
             "handle",
             "handle_connection_init",
+            "handle_message",
+            "view",
+            "context",
         ),
-        "app/graphql/ws/handlers.py",
-        "the same on the legacy protocol",
+        "app/graphql/ws/handlers.py, app/graphql/ws/persisted.py",
+        "the same on the legacy protocol; persisted documents resolved before a message is read",
     ),
     Reach(
         "strawberry-graphql",

@@ -102,6 +102,14 @@ class Settings:
     # Where spans go, from the OpenTelemetry SDK's own variables (`traces_exporters`):
     # `otlp` and/or `console`; empty: tracing is off and nothing of it is installed.
     traces_exporters: tuple[str, ...] = ()
+    # Persisted operations (app/graphql/persisted.py, docs/api.md). Documents kept for
+    # Apollo's automatic persisted queries, per process (0: APQ off).
+    persisted_queries_kept: int = 1000
+    # A JSON manifest {id: document}: only its operations run (trusted documents).
+    trusted_documents: str | None = None
+    # Who may still send other documents when TRUSTED_DOCUMENTS is set: "scope" (tokens
+    # with the graphql:adhoc scope, and open mode) or "refuse" (nobody).
+    trusted_documents_adhoc: str = "scope"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -182,6 +190,15 @@ class Settings:
             fast_paths=_flag(env, "FAST_PATHS", True),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, defaults.log_format),
             traces_exporters=traces_exporters(env),
+            persisted_queries_kept=_int(
+                env, "PERSISTED_QUERIES_KEPT", defaults.persisted_queries_kept, minimum=0
+            ),
+            trusted_documents=env.get("TRUSTED_DOCUMENTS") or None,
+            trusted_documents_adhoc=(
+                env.get("TRUSTED_DOCUMENTS_ADHOC") or defaults.trusted_documents_adhoc
+            )
+            .strip()
+            .lower(),
         )
         settings.validate()
         return settings
@@ -205,6 +222,15 @@ class Settings:
             raise SettingsError(CURSOR_SECRET_NEEDED)
         for origin in self.cors_origins:
             _check_origin(origin)
+        if self.trusted_documents_adhoc not in ("scope", "refuse"):
+            raise SettingsError(
+                "TRUSTED_DOCUMENTS_ADHOC must be 'scope' or 'refuse', "
+                f"got {self.trusted_documents_adhoc!r}"
+            )
+        if self.trusted_documents is not None:
+            from app.graphql.persisted import load_manifest  # it names Settings
+
+            load_manifest(self.trusted_documents)
 
     @property
     def open_mode(self) -> bool:
@@ -297,16 +323,17 @@ def traces_exporters(env: Mapping[str, str]) -> tuple[str, ...]:
     return names
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+        value = minimum - 1
+    if value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}")
     return value
 
 

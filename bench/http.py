@@ -6,8 +6,10 @@ Prepares a SQLite file with 10,000 jobs, starts the real gateway (`python -m app
 serve`, open mode, loopback) and the baselines of `bench.baselines` on it, each one
 uvicorn worker pinned to core 0 (`taskset`), and loads them from core 1 with wrk
 (`apt-get install -y wrk`; without it, the asyncio client in `bench.load`). Rounds
-interleave the servers; the table gives medians of the rounds and each server's
-req/s as a ratio of the best bare route (one reused connection). Everything stops
+interleave the servers; the table gives medians of the rounds, and each server's
+req/s as a ratio of the best bare route's in the same round, the median of those
+(`bench.baselines.bare_fastest`: one reused connection, plain SQL prepared once,
+orjson; it answers the reads). Everything stops
 at the end; only 127.0.0.1 is used.
 
 `--profile py-spy --only KIND` instead records where the gateway's time goes under
@@ -40,6 +42,7 @@ if __package__ in (None, ""):  # run as `python bench/http.py`
 from bench.load import Request, Result, run_python, run_wrk, wrk_path
 from bench.scenarios import (
     BEST_BARE,
+    FASTEST,
     GATEWAY,
     PER_CALL,
     REUSED,
@@ -121,6 +124,7 @@ def servers(database_url: str, names: Sequence[str], logs: Path) -> Iterator[dic
         GATEWAY: ([python, "-m", "app", "serve", "--log-level", "warning"], "DATABASE_URL"),
         PER_CALL: ([*uvicorn, "bench.baselines:bare_per_call"], "BENCH_DATABASE_URL"),
         REUSED: ([*uvicorn, "bench.baselines:bare_reused"], "BENCH_DATABASE_URL"),
+        FASTEST: ([*uvicorn, "bench.baselines:bare_fastest"], "BENCH_DATABASE_URL"),
         STRAWBERRY: ([*uvicorn, "bench.baselines:strawberry_default"], "BENCH_DATABASE_URL"),
     }
     started: dict[str, Server] = {}
@@ -204,15 +208,12 @@ def measure(
 def table(rows: list[Row]) -> str:
     headers = ("request", "server", "req/s", "p50 ms", "p99 ms", "vs best bare")
     lines: list[tuple[str, ...]] = []
-    best = {
-        row.scenario.name: row.median("requests_per_second")
-        for row in rows
-        if row.server == BEST_BARE
-    }
+    best = {row.scenario.name: row for row in rows if row.server == BEST_BARE}
     previous = None
     for row in rows:
         rate = row.median("requests_per_second")
-        ratio = f"{rate / best[row.scenario.name]:.2f}" if row.scenario.name in best else "-"
+        yardstick = best.get(row.scenario.name)
+        ratio = f"{paired_ratio(row, yardstick):.2f}" if yardstick is not None else "-"
         failures = sum(result.failures for result in row.results)
         server = row.server + (f" ({failures} failed)" if failures else "")
         title = row.scenario.title if row.scenario.name != previous else ""
@@ -220,6 +221,18 @@ def table(rows: list[Row]) -> str:
         p50, p99 = row.median("p50_ms"), row.median("p99_ms")
         lines.append((title, server, f"{rate:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ratio))
     return report.table(headers, lines, right={2, 3, 4, 5})
+
+
+def paired_ratio(row: Row, yardstick: Row) -> float:
+    """The median of each round's ratio: the two ran one after the other in that round,
+    so a machine busier in one round than another moves both (the others' work on a
+    shared machine swung req/s by 3-10x between rounds of one run here)."""
+    return float(
+        statistics.median(
+            result.requests_per_second / best.requests_per_second
+            for result, best in zip(row.results, yardstick.results, strict=True)
+        )
+    )
 
 
 def machine(rounds: int, duration: float, connections: int, load_before: float) -> str:
@@ -322,12 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated request kinds: job,jobs,cursors,create,progress,rest",
+        help="comma-separated request kinds: job,job-persisted,jobs,jobs-persisted,"
+        "cursors,create,progress,rest",
     )
     parser.add_argument(
         "--servers",
         default="",
-        help="comma-separated: gateway,per-call,reused,strawberry (default: all)",
+        help="comma-separated: gateway,per-call,reused,fastest,strawberry (default: all)",
     )
     parser.add_argument("--profile", choices=["py-spy"], help="profile the gateway instead")
     args = parser.parse_args(argv)
@@ -339,7 +353,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
         chosen = [scenario for scenario in chosen if scenario.name in wanted]
-    short = {"gateway": GATEWAY, "per-call": PER_CALL, "reused": REUSED, "strawberry": STRAWBERRY}
+    short = {
+        "gateway": GATEWAY,
+        "per-call": PER_CALL,
+        "reused": REUSED,
+        "fastest": FASTEST,
+        "strawberry": STRAWBERRY,
+    }
     names = (
         [short[name] for name in args.servers.split(",")] if args.servers else list(short.values())
     )
@@ -355,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare_database(database_url, args.jobs)
         print(f"prepared {args.jobs:,} jobs in {time.monotonic() - started:.1f} s", file=sys.stderr)
         with servers(database_url, names, Path(folder)) as running:
+            for scenario in chosen:
+                if scenario.setup is not None and GATEWAY in running:
+                    fetch(running[GATEWAY].url, scenario.setup)
             for scenario in chosen:
                 for name, server in running.items():
                     if name not in scenario.requests:

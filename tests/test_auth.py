@@ -72,6 +72,7 @@ def test_open_mode_is_tenant_default_with_every_scope() -> None:
         "jobs:report",
         "webhooks:manage",
         "metrics:read",
+        "graphql:adhoc",
     }
 
 

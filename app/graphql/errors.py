@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from graphql import (
     DocumentNode,
@@ -141,6 +141,24 @@ def log_unexpected(error: GraphQLError) -> None:
         error.message,
         exc_info=error.original_error,
     )
+
+
+def process_errors(errors: Sequence[GraphQLError], document: DocumentNode | None) -> None:
+    """Each error's code assigned, and each unexpected one logged (with its request id)."""
+    for error in errors:
+        if assign_code(error, document) == INTERNAL:
+            log_unexpected(error)
+
+
+def finish_errors(
+    errors: Sequence[GraphQLError], document: DocumentNode | None
+) -> list[GraphQLError]:
+    """What a result's errors become on strawberry's way: `process_errors`, then masked
+    as the MaskUnexpected extension masks them (through its public attributes). For the
+    paths that execute without strawberry's pipeline (app.graphql.prepared, the fan-out)."""
+    process_errors(errors, document)
+    mask = MaskUnexpected()
+    return [mask.anonymise_error(e) if mask.should_mask_error(e) else e for e in errors]
 
 
 def _is_unexpected(error: GraphQLError) -> bool:

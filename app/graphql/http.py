@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -43,6 +44,8 @@ from app.errors import AppError, InvalidInput, MalformedBody, UnsupportedMediaTy
 from app.graphql.anonymous import introspection_only
 from app.graphql.context import Context
 from app.graphql.errors import assign_code
+from app.graphql.persisted import Named, PersistedDocuments, named
+from app.graphql.prepared import PreparedOperations
 from app.logs import note_operation, operation_label
 
 JSON = "application/json"
@@ -162,8 +165,19 @@ def error_body(error: AppError) -> dict[str, Any]:
     return {"errors": [graphql_error.formatted]}
 
 
+@dataclass
+class RequestData(GraphQLRequestData):
+    """A request's parameters, with the persisted document it names (app.graphql.persisted)."""
+
+    persisted: Named | None = None
+
+
 class GraphQLOverHTTP(GraphQL[Context, None]):
     """The HTTP half of the /graphql view (the WebSocket half is strawberry's)."""
+
+    # Persisted operations, and prepared ones (None: FAST_PATHS off): the view sets them.
+    persisted: PersistedDocuments
+    prepared: PreparedOperations | None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,6 +185,15 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
             return
         response = await self._respond(Request(scope, receive))
         await response(scope, receive, send)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        if request.method != "GET":  # asked twice per request; a POST never is a page
+            return False
+        # A GET naming a persisted document (no `query`) is a GraphQL request, not a page.
+        params = request.query_params
+        if any(params.get(name) for name in ("extensions", "documentId", "doc_id")):
+            return False
+        return bool(super().should_render_graphql_ide(request))
 
     async def _respond(self, request: Request) -> Response:
         if self.should_render_graphql_ide(self.request_adapter_class(request)):
@@ -258,20 +281,33 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
+        query = self.persisted_document(request_data, context)
         # Every later log line of the request names the operation (app.logs).
-        note_operation(operation_label(request_data.query, request_data.operation_name))
+        note_operation(operation_label(query, request_data.operation_name))
+        # strawberry would run a subscription here as if it were a query (and fail on
+        # its null result); over plain HTTP it is refused instead.
+        allowed = _allowed_operations(request_adapter.method)
+        prepared = self.prepared.get(query, request_data.operation_name) if self.prepared else None
         try:
-            result = await self.schema.execute(
-                request_data.query,
-                root_value=root_value,
-                variable_values=request_data.variables,
-                context_value=context,
-                operation_name=request_data.operation_name,
-                # strawberry would run a subscription here as if it were a query (and
-                # fail on its null result); over plain HTTP it is refused instead.
-                allowed_operation_types=_allowed_operations(request_adapter.method),
-                operation_extensions=request_data.extensions,
-            )
+            if prepared is not None and self.prepared is not None:
+                result = await self.prepared.execute(
+                    prepared,
+                    allowed=allowed,
+                    context=context,
+                    variables=request_data.variables,
+                    operation_name=request_data.operation_name,
+                    extensions=request_data.extensions,
+                )
+            else:
+                result = await self.schema.execute(
+                    query,
+                    root_value=root_value,
+                    variable_values=request_data.variables,
+                    context_value=context,
+                    operation_name=request_data.operation_name,
+                    allowed_operation_types=allowed,
+                    operation_extensions=request_data.extensions,
+                )
         except (InvalidOperationTypeError, CannotGetOperationTypeError) as exc:
             raise _refusal_for(exc, request_adapter.method) from exc
         except MissingQueryError:
@@ -284,6 +320,17 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
             code = ((result.errors or [])[0].extensions or {}).get("code")
             sub_response.status_code = _REQUEST_ERROR_STATUS.get(str(code), 400)
         return result
+
+    def persisted_document(self, request_data: GraphQLRequestData, context: Context) -> str | None:
+        """The document to run: sent, or named by a persisted id (app.graphql.persisted);
+        HTTP streams (app.graphql.streams) resolve theirs here too."""
+        name = request_data.persisted if isinstance(request_data, RequestData) else None
+        try:
+            return self.persisted.resolve(request_data.query, name, context.caller)
+        except InvalidInput as exc:
+            raise RequestRefused(400, exc) from None
+        except AppError as exc:
+            raise RequestRefused(exc.http_status, exc) from None
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -343,18 +390,23 @@ def _request_data(parameters: object) -> GraphQLRequestData:
     """Check the spec's request parameters; any other shape is the client's error."""
     if not isinstance(parameters, dict):
         raise RequestRefused(400, InvalidInput("body", "must be a JSON object"))
+    try:
+        persisted = named(parameters)
+    except InvalidInput as exc:
+        raise RequestRefused(400, exc) from None
     query = parameters.get("query")
-    if query is None:
+    if query is None and persisted is None:
         raise RequestRefused(400, InvalidInput("query", "required: the GraphQL document"))
     _expect(parameters, "query", str, "a string")
     _expect(parameters, "operationName", str, "a string or null")
     _expect(parameters, "variables", dict, "an object or null")
     _expect(parameters, "extensions", dict, "an object or null")
-    return GraphQLRequestData(
+    return RequestData(
         query=query,
         variables=parameters.get("variables"),
         operation_name=parameters.get("operationName"),
         extensions=parameters.get("extensions"),
+        persisted=persisted,
     )
 
 

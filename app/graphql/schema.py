@@ -10,7 +10,7 @@ from graphql import DirectiveLocation, GraphQLDirective, GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.types import ExecutionContext
 
-from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
+from app.graphql.errors import MaskUnexpected, process_errors
 from app.graphql.execution import PlainFieldsExecutor
 from app.graphql.limits import LimitedParser, LimitedValidation, Limits
 from app.graphql.metrics import OperationMetrics
@@ -33,9 +33,7 @@ class Schema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         document = execution_context.graphql_document if execution_context else None
-        for error in errors:
-            if assign_code(error, document) == "INTERNAL_SERVER_ERROR":
-                log_unexpected(error)
+        process_errors(errors, document)
 
 
 def portable_directive(directive: GraphQLDirective) -> GraphQLDirective:

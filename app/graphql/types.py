@@ -178,10 +178,20 @@ class JobConnection:
 
     @classmethod
     def from_page(
-        cls, page: model.Page, job_filter: model.JobFilter, public_url: str, jobs: Jobs
+        cls,
+        page: model.Page,
+        job_filter: model.JobFilter,
+        public_url: str,
+        jobs: Jobs,
+        with_cursors: bool = True,
     ) -> JobConnection:
+        """`with_cursors=False` (no cursor is read: `asks_for_cursors`) leaves them
+        empty rather than sealing one per edge."""
         edges = [
-            JobEdge(cursor=jobs.cursor(job), node=Job.from_record(job, public_url))
+            JobEdge(
+                cursor=jobs.cursor(job) if with_cursors else "",
+                node=Job.from_record(job, public_url),
+            )
             for job in page.jobs
         ]
         return cls(

@@ -17,6 +17,8 @@ from strawberry.types.unset import UnsetType
 from app.errors import Unauthenticated
 from app.graphql.context import Context
 from app.graphql.http import GraphQLOverHTTP
+from app.graphql.persisted import PersistedDocuments
+from app.graphql.prepared import PreparedOperations
 from app.graphql.streams import Streams
 from app.graphql.ws import Fanout, LegacyWSHandler, Plans, TransportWSHandler
 from app.settings import Settings
@@ -74,6 +76,8 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
         self.settings = settings
         # Tracing on: the WebSocket handlers make a span per operation.
         self.tracing = tracing
+        # Automatic persisted queries and trusted documents, for HTTP and WebSocket alike.
+        self.persisted = PersistedDocuments(settings)
         # Which documents the fan-out serves, and those refused before strawberry parses.
         self.plans = Plans(
             schema,
@@ -82,7 +86,19 @@ class GraphQLView(LocalGraphiQL, GraphQLOverHTTP):
             settings.max_query_tokens,
             settings.max_query_length,
         )
-        # FAST_PATHS off: no fan-out, every operation is served strawberry's way.
+        # FAST_PATHS off: no fan-out, no prepared operations: strawberry's way for all.
+        # Tracing on: strawberry's way too, where the operation span's extension runs.
+        self.prepared = (
+            PreparedOperations(
+                schema,
+                query_limits(settings),
+                validation_rules(settings),
+                settings.max_query_tokens,
+                settings.max_query_length,
+            )
+            if settings.fast_paths and tracing is None
+            else None
+        )
         self.fanout = (
             Fanout(schema, schema.execution_context_class, _json_text)
             if settings.fast_paths

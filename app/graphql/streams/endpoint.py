@@ -27,6 +27,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Send
+from strawberry.http import GraphQLRequestData
 
 from app.auth import challenge
 from app.errors import AppError, InvalidInput
@@ -133,7 +134,7 @@ class Streams:
         assert framing is not None
         self._check_capacity()
         context = await self._context(request)
-        operation = await self.view.parse_http_body(self.view.request_adapter_class(request))
+        operation = await self._parameters(request, context)
         stream = HTTPStream(self.view, context, framing, self, distinct=True)
         self.open.add(stream)
         await stream.run(send, request.receive, first=("", operation))
@@ -189,7 +190,7 @@ class Streams:
                     "open the reservation's stream first (GET with Accept: text/event-stream)"
                 ),
             )
-        operation = await self.view.parse_http_body(self.view.request_adapter_class(request))
+        operation = await self._parameters(request, stream.context)
         op_id = (operation.extensions or {}).get("operationId")
         if not isinstance(op_id, str) or not op_id:
             raise RequestRefused(
@@ -203,6 +204,15 @@ class Streams:
         return Response(status_code=202)
 
     # -- shared checks -----------------------------------------------------------
+
+    async def _parameters(self, request: Request, context: Any) -> GraphQLRequestData:
+        """The operation's parameters, its document sent or named by a persisted id, as
+        GraphQL over HTTP takes them (app.graphql.persisted: APQ, trusted documents)."""
+        operation: GraphQLRequestData = await self.view.parse_http_body(
+            self.view.request_adapter_class(request)
+        )
+        operation.query = self.view.persisted_document(operation, context)
+        return operation
 
     def _check_capacity(self) -> None:
         if self.closing:

@@ -20,7 +20,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 
 from app import metrics
-from app.graphql.errors import MaskUnexpected, assign_code, log_unexpected
+from app.graphql.errors import finish_errors
 from app.graphql.types import Job
 from app.graphql.ws.plan import Plan
 from app.jobs import model
@@ -186,13 +186,7 @@ class Group:
             with suppress(Exception):
                 result.close()  # type: ignore[attr-defined]
             result = ExecutionResult(None, [GraphQLError("execution did not finish at once")])
-        errors = list(result.errors or ())
-        for error in errors:
-            if assign_code(error, self.plan.document) == "INTERNAL_SERVER_ERROR":
-                log_unexpected(error)
-        # As the MaskUnexpected extension masks them, through its public attributes.
-        mask = MaskUnexpected()
-        masked = [mask.anonymise_error(e) if mask.should_mask_error(e) else e for e in errors]
+        masked = finish_errors(list(result.errors or ()), self.plan.document)
         return {"data": result.data, "errors": [error.formatted for error in masked]}
 
 

@@ -42,6 +42,7 @@ from app.graphql.errors import QUERY_TOO_COMPLEX
 from app.graphql.ws.expiry import TOKEN_EXPIRED, TokenExpiry
 from app.graphql.ws.fastpath import FastPath
 from app.graphql.ws.messages import MalformedMessage, check_legacy, check_transport
+from app.graphql.ws.persisted import PersistedOperations
 from app.logs import operation_log
 
 # What graphql-transport-ws closes with, and the legacy protocol now too.
@@ -78,7 +79,9 @@ def _is_limit_error(error: object) -> bool:
     )
 
 
-class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Context, None]):
+class TransportWSHandler(
+    PersistedOperations, FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Context, None]
+):
     """graphql-transport-ws, with `jobProgress` and `jobUpdates` fanned out."""
 
     _next = ('{"id":', ',"type":"next","payload":', "}")
@@ -86,6 +89,10 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
     protocol = "graphql-transport-ws"
 
     async def handle_message(self, message: Message) -> None:
+        refused = self.persisted_document(message)
+        if refused is not None:
+            await self.refuse(*refused)
+            return
         try:
             check_transport(message)
         except MalformedMessage as exc:
@@ -153,7 +160,9 @@ class TransportWSHandler(FastPath, TokenExpiry, BaseGraphQLTransportWSHandler[Co
             self.disconnected()
 
 
-class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]):
+class LegacyWSHandler(
+    PersistedOperations, FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
+):
     """The legacy graphql-ws protocol, with `jobProgress` and `jobUpdates` fanned out."""
 
     _next = ('{"type":"data","id":', ',"payload":', "}")
@@ -186,6 +195,10 @@ class LegacyWSHandler(FastPath, TokenExpiry, BaseGraphQLWSHandler[Context, None]
             await self.websocket.close(code=code, reason=reason)
 
     async def handle_message(self, message: OperationMessage) -> None:
+        refused = self.persisted_document(message)
+        if refused is not None:
+            await self.refuse(*refused)
+            return
         try:
             check_legacy(message)
         except MalformedMessage as exc:
