@@ -384,3 +384,25 @@ def test_cursors_are_sealed_whenever_a_selection_reads_one(client: TestClient) -
             },
         ).json()
         assert len(after["data"]["jobs"]["edges"]) == 1, name
+
+
+def test_trusted_documents_over_http_streams(manifest: dict[str, str], tmp_path: Path) -> None:
+    """graphql-sse and Apollo multipart streams take the same documents and refusals."""
+    sha = listed(manifest, "subscription Progress")[0].removeprefix("sha256:")
+    reader = {"authorization": f"Bearer {token(scope='jobs:read')}"}
+    with TestClient(create_app(trusted(manifest, tmp_path))) as client:
+        for accept in ("text/event-stream", 'multipart/mixed;subscriptionSpec="1.0"'):
+            headers = {**reader, "accept": accept}
+            unlisted = client.post(
+                "/graphql", json={"query": "subscription { jobUpdates { id } }"}, headers=headers
+            )
+            assert unlisted.status_code == 403, accept
+            assert codes(unlisted.json()) == ["OPERATION_NOT_TRUSTED"]
+            # Listed, named by its hash: it runs (an unknown job: NOT_FOUND, then the end).
+            listed_run = client.post(
+                "/graphql",
+                json={"variables": {"id": UNKNOWN_ID}, "extensions": apq(sha)},
+                headers=headers,
+            )
+            assert listed_run.status_code == 200, accept
+            assert "NOT_FOUND" in listed_run.text and "OPERATION_NOT_TRUSTED" not in listed_run.text
