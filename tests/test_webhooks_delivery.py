@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import os
 import socket
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -144,6 +145,34 @@ async def test_a_completed_job_is_delivered_once_signed_with_the_job_as_rest_sho
     assert delivery["id"] == call.id
     assert delivery["status"] == "DELIVERED"
     assert [(a["statusCode"], a["error"]) for a in delivery["attempts"]] == [(200, None)]
+
+
+async def test_a_create_retried_with_its_idempotency_key_is_announced_once(
+    gateway: Server, jobs: JobsClient, receiver: Receiver
+) -> None:
+    """The keyed create records its job.created in its own transaction; replays, on
+    REST and GraphQL, record nothing."""
+    await add_endpoint(jobs, receiver, "/a", ["JOB_CREATED"])
+    request = {
+        "inputs": [str(uuid.uuid4())],
+        "profile": str(uuid.uuid4()),
+        "video": str(uuid.uuid4()),
+    }
+    key = {"Idempotency-Key": f"retry-{uuid.uuid4()}"}
+    answers = [await jobs.http.post("/encoding/jobs", json=request, headers=key) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [201] * 3
+    replay = await jobs.graphql(
+        "mutation($input: CreateJobInput!, $key: String) {"
+        " createJob(input: $input, idempotencyKey: $key) { id } }",
+        input=request,
+        key=key["Idempotency-Key"],
+    )
+    assert replay["id"] == answers[0].json()["id"]
+    [call] = await receiver.wait_for(1, "/a")
+    await settle(gateway)
+    assert len(receiver.calls) == 1
+    assert call.payload["type"] == "job.created"
+    assert call.payload["data"] == answers[0].json()
 
 
 async def test_after_a_rotation_both_secrets_verify_for_a_day(
