@@ -63,6 +63,8 @@ PREPARED_KEPT = 256
 class Prepared:
     document: DocumentNode
     operation_type: OperationType
+    # The selected operation's name (None: anonymous), as the metrics label it.
+    operation_name: str | None = None
 
 
 class PreparedOperations:
@@ -112,7 +114,8 @@ class PreparedOperations:
         operation = get_operation_ast(document, operation_name)
         if not isinstance(operation, OperationDefinitionNode):
             return None
-        return Prepared(document, OperationType(operation.operation.value))
+        name = operation.name.value if operation.name is not None else None
+        return Prepared(document, OperationType(operation.operation.value), name)
 
     async def execute(
         self,
@@ -143,7 +146,7 @@ class PreparedOperations:
         # As app.graphql.metrics.OperationMetrics counts strawberry's executions.
         operation_metrics.record(
             prepared.operation_type.value,
-            operation_metrics.name_label(prepared.document, operation_name),
+            operation_metrics.name_label(prepared.document, prepared.operation_name),
             operation_metrics.error_outcome(errors),
             time.perf_counter() - started,
         )
