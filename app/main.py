@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
 
@@ -128,10 +128,12 @@ def create_app(settings: Settings, tracer_provider: TracerProvider | None = None
             ):
                 yield {"database": database, "events": events}
         finally:
-            await deliverer.stop()
-            await sweeper.stop()
-            await events.disconnect()
-            await database.disconnect()
+            # Each step bounded: a worker stuck in one must still exit (a `--workers`
+            # process that never ends keeps the port and its metrics files).
+            await _stop_within("the webhook deliverer", deliverer.stop)
+            await _stop_within("the idempotency key sweeper", sweeper.stop)
+            await _stop_within("the broker connection", events.disconnect)
+            await _stop_within("the database connection", database.disconnect)
             # With several workers: this one's live gauges leave the sum.
             metrics.worker_stopped()
             if tracing is not None:
@@ -219,6 +221,17 @@ def create_app(settings: Settings, tracer_provider: TracerProvider | None = None
     app.state.outbox = outbox
     app.state.webhooks = webhook_config
     return app
+
+
+# Seconds each step of the lifespan's shutdown may take before the next one goes on.
+STOP_SECONDS = 5.0
+
+
+async def _stop_within(what: str, stop: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await asyncio.wait_for(stop(), STOP_SECONDS)
+    except TimeoutError:
+        logger.warning("shutdown: %s did not stop within %g s; going on", what, STOP_SECONDS)
 
 
 # Live subscriptions keep millions of objects alive. With CPython's default young
