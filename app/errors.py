@@ -49,6 +49,14 @@ class IdempotencyKeyReused(AppError):
     http_status = 409
 
 
+class ProtocolConflict(AppError):
+    """A request the transport's state forbids now (graphql-sse: a reservation's stream
+    opened twice, an operation id already running)."""
+
+    code = "CONFLICT"
+    http_status = 409
+
+
 class Unauthenticated(AppError):
     """No bearer token, or not one that can be trusted (`InvalidToken`): 401 over HTTP,
     with the challenge `app.auth.challenge` gives."""
@@ -101,7 +109,8 @@ class Unavailable(AppError):
 
 class NotFound(AppError):
     """Something other than a job that the caller's tenant does not have (a webhook
-    endpoint or delivery): another tenant's is not found either."""
+    endpoint or delivery, a graphql-sse reservation): another tenant's is not found
+    either."""
 
     code = "NOT_FOUND"
     http_status = 404

@@ -30,7 +30,7 @@ from starlette.types import Send
 from strawberry.http import GraphQLRequestData
 
 from app.auth import challenge
-from app.errors import AppError, InvalidInput
+from app.errors import AppError, InvalidInput, NotFound, ProtocolConflict, Unavailable
 from app.graphql.errors import QUERY_TOO_COMPLEX
 from app.graphql.http import JSON, BadRequest, RequestRefused
 from app.graphql.streams.framing import MULTIPART, SSE, DistinctSSE, Framing, Multipart, SingleSSE
@@ -41,21 +41,6 @@ from app.settings import Settings
 TOKEN_HEADER = "x-graphql-event-stream-token"
 # Seconds a client refused for the stream limit is asked to wait.
 RETRY_AFTER = "5"
-
-
-class NotFound(AppError):
-    code = "NOT_FOUND"
-    http_status = 404
-
-
-class Conflict(AppError):
-    code = "CONFLICT"
-    http_status = 409
-
-
-class Busy(AppError):
-    code = "UNAVAILABLE"
-    http_status = 503
 
 
 class TooMany(AppError):
@@ -161,7 +146,9 @@ class Streams:
             )
         if request.method == "GET" and stream_framing(request.headers.get("accept")) is not None:
             if stream.connected:
-                raise RequestRefused(409, Conflict("this reservation's stream is already open"))
+                raise RequestRefused(
+                    409, ProtocolConflict("this reservation's stream is already open")
+                )
             await stream.run(send, request.receive)
             return
         response = await self._operation(request, stream)
@@ -186,7 +173,7 @@ class Streams:
         if not stream.connected:
             raise RequestRefused(
                 409,
-                Conflict(
+                ProtocolConflict(
                     "open the reservation's stream first (GET with Accept: text/event-stream)"
                 ),
             )
@@ -197,7 +184,7 @@ class Streams:
                 400, InvalidInput("extensions.operationId", "required: a non-empty string")
             )
         if op_id in stream:
-            raise RequestRefused(409, Conflict(f"operation {op_id!r} is already running"))
+            raise RequestRefused(409, ProtocolConflict(f"operation {op_id!r} is already running"))
         if stream.operation_count >= self.max_operations:
             raise RequestRefused(429, TooMany(limit_reached_message(self.max_operations)))
         stream.start(op_id, operation)
@@ -217,12 +204,14 @@ class Streams:
     def _check_capacity(self) -> None:
         if self.closing:
             raise RequestRefused(
-                503, Busy("the server is shutting down; try again"), {"Retry-After": RETRY_AFTER}
+                503,
+                Unavailable("the server is shutting down; try again"),
+                {"Retry-After": RETRY_AFTER},
             )
         if len(self.open) >= self.limit:
             raise RequestRefused(
                 503,
-                Busy(
+                Unavailable(
                     f"this server holds {self.limit} subscription streams (MAX_HTTP_STREAMS); "
                     "try again later"
                 ),
