@@ -8,9 +8,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-
-class SettingsError(ValueError):
-    """A setting has a value the gateway cannot run with; the message says what to fix."""
+from app.environment import (
+    LOG_FORMATS,
+    MAX_JOBS_INTERVAL,
+    choice,
+    flag,
+    integer,
+    key_ttl,
+    poll_interval,
+    seconds,
+    whole_seconds,
+)
+from app.environment import (
+    SettingsError as SettingsError,
+)
+from app.environment import (
+    traces_exporters as traces_exporters,
+)
 
 
 @dataclass(frozen=True)
@@ -124,73 +138,77 @@ class Settings:
             auth_jwt_audience=env.get("AUTH_JWT_AUDIENCE") or None,
             auth_jwt_issuer=env.get("AUTH_JWT_ISSUER") or None,
             cursor_secret=env.get("CURSOR_SECRET") or None,
-            migrate_on_start=_flag(env, "MIGRATE_ON_START", defaults.migrate_on_start),
+            migrate_on_start=flag(env, "MIGRATE_ON_START", defaults.migrate_on_start),
             database_pool_size=_pool_size(
                 env.get("DATABASE_POOL_SIZE"), defaults.database_pool_size
             ),
-            max_query_depth=_int(env, "MAX_QUERY_DEPTH", defaults.max_query_depth),
-            max_query_aliases=_int(env, "MAX_QUERY_ALIASES", defaults.max_query_aliases),
-            max_query_selections=_int(env, "MAX_QUERY_SELECTIONS", defaults.max_query_selections),
-            max_query_length=_int(env, "MAX_QUERY_LENGTH", defaults.max_query_length),
-            max_query_tokens=_int(env, "MAX_QUERY_TOKENS", defaults.max_query_tokens),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes),
-            max_header_bytes=_int(env, "MAX_HEADER_BYTES", defaults.max_header_bytes),
-            request_header_timeout=_int(
+            max_query_depth=integer(env, "MAX_QUERY_DEPTH", defaults.max_query_depth),
+            max_query_aliases=integer(env, "MAX_QUERY_ALIASES", defaults.max_query_aliases),
+            max_query_selections=integer(
+                env, "MAX_QUERY_SELECTIONS", defaults.max_query_selections
+            ),
+            max_query_length=integer(env, "MAX_QUERY_LENGTH", defaults.max_query_length),
+            max_query_tokens=integer(env, "MAX_QUERY_TOKENS", defaults.max_query_tokens),
+            max_body_bytes=integer(env, "MAX_BODY_BYTES", defaults.max_body_bytes),
+            max_header_bytes=integer(env, "MAX_HEADER_BYTES", defaults.max_header_bytes),
+            request_header_timeout=integer(
                 env, "REQUEST_HEADER_TIMEOUT", defaults.request_header_timeout
             ),
-            request_body_timeout=_int(env, "REQUEST_BODY_TIMEOUT", defaults.request_body_timeout),
-            max_subscriptions_per_connection=_int(
+            request_body_timeout=integer(
+                env, "REQUEST_BODY_TIMEOUT", defaults.request_body_timeout
+            ),
+            max_subscriptions_per_connection=integer(
                 env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", defaults.max_subscriptions_per_connection
             ),
-            gc_collect_bytes=_int(env, "GC_COLLECT_BYTES", defaults.gc_collect_bytes),
-            graphql_introspection=_flag(
+            gc_collect_bytes=integer(env, "GC_COLLECT_BYTES", defaults.gc_collect_bytes),
+            graphql_introspection=flag(
                 env, "GRAPHQL_INTROSPECTION", defaults.graphql_introspection
             ),
-            graphiql=_flag(env, "GRAPHIQL", defaults.graphiql),
+            graphiql=flag(env, "GRAPHIQL", defaults.graphiql),
             cors_origins=tuple(
                 origin.strip().rstrip("/")
                 for origin in (env.get("CORS_ORIGINS") or "").split(",")
                 if origin.strip()
             ),
-            shutdown_timeout=_int(env, "SHUTDOWN_TIMEOUT", defaults.shutdown_timeout),
-            max_websocket_connections=_int(
+            shutdown_timeout=integer(env, "SHUTDOWN_TIMEOUT", defaults.shutdown_timeout),
+            max_websocket_connections=integer(
                 env, "MAX_WEBSOCKET_CONNECTIONS", defaults.max_websocket_connections
             ),
-            max_http_streams=_int(env, "MAX_HTTP_STREAMS", defaults.max_http_streams),
-            websocket_init_timeout=_int(
+            max_http_streams=integer(env, "MAX_HTTP_STREAMS", defaults.max_http_streams),
+            websocket_init_timeout=integer(
                 env, "WEBSOCKET_INIT_TIMEOUT", defaults.websocket_init_timeout
             ),
-            change_poll_interval=_poll_interval(
+            change_poll_interval=poll_interval(
                 env, "CHANGE_POLL_INTERVAL", defaults.change_poll_interval
             ),
-            idempotency_key_ttl=_key_ttl(env, "IDEMPOTENCY_KEY_TTL", defaults.idempotency_key_ttl),
-            webhook_allow_private_targets=_flag(
+            idempotency_key_ttl=key_ttl(env, "IDEMPOTENCY_KEY_TTL", defaults.idempotency_key_ttl),
+            webhook_allow_private_targets=flag(
                 env, "WEBHOOK_ALLOW_PRIVATE_TARGETS", defaults.webhook_allow_private_targets
             ),
-            webhook_retry_scale=_seconds(
+            webhook_retry_scale=seconds(
                 env, "WEBHOOK_RETRY_SCALE", defaults.webhook_retry_scale, 0.00001, 10.0
             ),
-            webhook_progress_interval=_seconds(
+            webhook_progress_interval=seconds(
                 env, "WEBHOOK_PROGRESS_INTERVAL", defaults.webhook_progress_interval, 0.0, 3600.0
             ),
-            webhook_poll_interval=_seconds(
+            webhook_poll_interval=seconds(
                 env, "WEBHOOK_POLL_INTERVAL", defaults.webhook_poll_interval, 0.05, 60.0
             ),
-            webhook_connect_timeout=_seconds(
+            webhook_connect_timeout=seconds(
                 env, "WEBHOOK_CONNECT_TIMEOUT", defaults.webhook_connect_timeout, 0.1, 60.0
             ),
-            webhook_timeout=_seconds(env, "WEBHOOK_TIMEOUT", defaults.webhook_timeout, 0.1, 300.0),
-            metrics_public=_flag(env, "METRICS_PUBLIC", defaults.metrics_public),
-            metrics_jobs_interval=_whole_seconds(
+            webhook_timeout=seconds(env, "WEBHOOK_TIMEOUT", defaults.webhook_timeout, 0.1, 300.0),
+            metrics_public=flag(env, "METRICS_PUBLIC", defaults.metrics_public),
+            metrics_jobs_interval=whole_seconds(
                 env, "METRICS_JOBS_INTERVAL", defaults.metrics_jobs_interval, MAX_JOBS_INTERVAL
             ),
-            test_hook_exit_before_publishing_finish=_flag(
+            test_hook_exit_before_publishing_finish=flag(
                 env, "TEST_HOOK_EXIT_BEFORE_PUBLISHING_FINISH", False
             ),
-            fast_paths=_flag(env, "FAST_PATHS", True),
-            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, defaults.log_format),
+            fast_paths=flag(env, "FAST_PATHS", True),
+            log_format=choice(env, "LOG_FORMAT", LOG_FORMATS, defaults.log_format),
             traces_exporters=traces_exporters(env),
-            persisted_queries_kept=_int(
+            persisted_queries_kept=integer(
                 env, "PERSISTED_QUERIES_KEPT", defaults.persisted_queries_kept, minimum=0
             ),
             trusted_documents=env.get("TRUSTED_DOCUMENTS") or None,
@@ -256,159 +274,6 @@ def _fast_paths_default() -> bool:
     return os.environ.get("FAST_PATHS", "").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value not in choices:
-        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return value
-
-
-LOG_FORMATS = ("text", "json")
-# The span exporters the gateway builds (OTEL_TRACES_EXPORTER), and the one OTLP protocol.
-TRACES_EXPORTERS = ("otlp", "console")
-OTLP_PROTOCOL = "http/protobuf"
-
-
-def traces_exporters(env: Mapping[str, str]) -> tuple[str, ...]:
-    """Which span exporters the standard OpenTelemetry variables ask for; () is off.
-
-    Off unless asked: OTEL_TRACES_EXPORTER names `otlp` and/or `console`, or (unset)
-    an OTLP endpoint is given (OTEL_EXPORTER_OTLP_ENDPOINT or ..._TRACES_ENDPOINT).
-    OTEL_SDK_DISABLED=true, or OTEL_TRACES_EXPORTER=none, keeps it off whatever else
-    is set. (The SDK's own default, `otlp` to localhost, would send spans nowhere
-    useful on a host without a collector.)
-    """
-    if _flag(env, "OTEL_SDK_DISABLED", False):
-        return ()
-    raw = (env.get("OTEL_TRACES_EXPORTER") or "").strip().lower()
-    if raw:
-        names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
-        if names == ("none",):
-            return ()
-        unknown = [name for name in names if name not in TRACES_EXPORTERS]
-        if unknown or not names:
-            raise SettingsError(
-                f"OTEL_TRACES_EXPORTER must be otlp, console (or both, comma-separated) or "
-                f"none, got {env.get('OTEL_TRACES_EXPORTER')!r}"
-            )
-    elif env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        names = ("otlp",)
-    else:
-        return ()
-    if "otlp" in names:
-        for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-            protocol = (env.get(name) or "").strip()
-            if protocol:
-                if protocol != OTLP_PROTOCOL:
-                    raise SettingsError(
-                        f"{name} must be {OTLP_PROTOCOL} (OTLP over HTTP, port 4318 by "
-                        f"default; grpc is not built in), got {protocol!r}"
-                    )
-                break
-    return names
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
-        raise SettingsError(f"{name} must be {kind}, got {raw!r}")
-    return value
-
-
-# The longest METRICS_JOBS_INTERVAL: counts older than an hour tell an operator little.
-MAX_JOBS_INTERVAL = 3600
-
-
-def _whole_seconds(env: Mapping[str, str], name: str, default: int, most: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip()
-    if not value.isdigit() or not 0 <= int(value) <= most:
-        raise SettingsError(
-            f"{name} must be a whole number of seconds from 0 to {most}, got {raw!r}"
-        )
-    return int(value)
-
-
-# Bounds of CHANGE_POLL_INTERVAL: more often costs every process a query per poll for
-# nothing; less often leaves subscribers stale for minutes.
-MIN_POLL_INTERVAL, MAX_POLL_INTERVAL = 0.05, 60.0
-
-
-def _poll_interval(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not MIN_POLL_INTERVAL <= value <= MAX_POLL_INTERVAL:
-        raise SettingsError(
-            f"{name} must be a number of seconds from {MIN_POLL_INTERVAL:g} to "
-            f"{MAX_POLL_INTERVAL:g}, got {raw!r}"
-        )
-    return value
-
-
-# Bounds of IDEMPOTENCY_KEY_TTL: a client's retries span minutes to hours; a key kept
-# for weeks only grows the table.
-MIN_KEY_TTL, MAX_KEY_TTL = 60, 7 * 86_400
-
-
-def _key_ttl(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not MIN_KEY_TTL <= value <= MAX_KEY_TTL:
-        raise SettingsError(
-            f"{name} must be a whole number of seconds from {MIN_KEY_TTL} to {MAX_KEY_TTL} "
-            f"(7 days), got {raw!r}"
-        )
-    return value
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be a number from {low:g} to {high:g}, got {raw!r}")
-    return value
-
-
-# Values copied from examples and templates; a real secret is random.
 _PLACEHOLDERS = ("change", "replace", "placeholder", "secret", "example", "default", "xxxx")
 MIN_SECRET_LENGTH = 32
 

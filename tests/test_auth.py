@@ -27,7 +27,9 @@ from tests.tokens import OTHER_SECRET, SECRET, token
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    base = {"sub": "worker-7", "tenant": "acme", "scope": "jobs:read", "exp": now + 60}
+    # An hour: parametrized cases are made when the tests are collected, and a long run
+    # (the whole suite on a busy machine) reaches them minutes later.
+    base = {"sub": "worker-7", "tenant": "acme", "scope": "jobs:read", "exp": now + 3600}
     return {**base, **overrides}
 
 

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from app import db
 from app.errors import IdempotencyKeyReused
-from app.jobs import idempotency, store
+from app.jobs import idempotency, keys, store
 from app.jobs.model import JobFilter, new_job, utcnow
 from app.jobs.sweeper import KeySweeper
 from tests.conftest import GraphQL
@@ -203,21 +203,21 @@ async def test_an_expired_key_is_a_new_key(database: Database) -> None:
     request = new_job([uuid.uuid4()], uuid.uuid4(), uuid.uuid4())
     other = new_job([uuid.uuid4()], uuid.uuid4(), uuid.uuid4())
     key = idempotency.for_request("order-17", request)
-    first = await store.create_job_once(database, "t", request, key, DAY)
+    first = await keys.create_job_once(database, "t", request, key, DAY)
     assert not first.replayed
     with pytest.raises(IdempotencyKeyReused):
-        await store.create_job_once(
+        await keys.create_job_once(
             database, "t", other, idempotency.for_request("order-17", other), DAY
         )
 
     await _age_keys(database, DAY + timedelta(seconds=1))
     # Expired, even before the sweeper has been: another request may take the key...
-    taken = await store.create_job_once(
+    taken = await keys.create_job_once(
         database, "t", other, idempotency.for_request("order-17", other), DAY
     )
     assert not taken.replayed and taken.job.id != first.job.id
     # ...and holds it from then on.
-    again = await store.create_job_once(
+    again = await keys.create_job_once(
         database, "t", other, idempotency.for_request("order-17", other), DAY
     )
     assert again.replayed and again.job == taken.job
@@ -233,19 +233,19 @@ async def test_the_sweeper_deletes_expired_keys_in_batches_and_keeps_the_rest(
 
     old = [request() for _ in range(5)]
     for index, job in enumerate(old):
-        await store.create_job_once(
+        await keys.create_job_once(
             database, "t", job, idempotency.for_request(f"old-{index}", job), DAY
         )
     await _age_keys(database, DAY + timedelta(seconds=1))
     fresh = request()
-    kept = await store.create_job_once(
+    kept = await keys.create_job_once(
         database, "t", fresh, idempotency.for_request("fresh", fresh), DAY
     )
 
     assert await KeySweeper(database, int(DAY.total_seconds()), batch=2).sweep() == 5
-    keys = await database.fetch_all(sa.select(db.idempotency_keys.c.key))
-    assert [row._mapping["key"] for row in keys] == ["fresh"]
-    replay = await store.create_job_once(
+    left = await database.fetch_all(sa.select(db.idempotency_keys.c.key))
+    assert [row._mapping["key"] for row in left] == ["fresh"]
+    replay = await keys.create_job_once(
         database, "t", fresh, idempotency.for_request("fresh", fresh), DAY
     )
     assert replay.replayed and replay.job == kept.job

@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import db
-from app.jobs import idempotency, store
+from app.jobs import idempotency, keys, store
 from app.jobs.model import new_job
 from app.settings import Settings
 from support.servers import ROOT
@@ -227,8 +227,8 @@ async def test_a_database_at_change_numbers_gets_idempotency_keys_in_place_jobs_
         request = new_job([uuid.uuid4()], uuid.uuid4(), uuid.uuid4())
         key = idempotency.for_request("retry-me", request)
         day = timedelta(hours=24)
-        created = await store.create_job_once(database, "t", request, key, day)
-        replayed = await store.create_job_once(database, "t", request, key, day)
+        created = await keys.create_job_once(database, "t", request, key, day)
+        replayed = await keys.create_job_once(database, "t", request, key, day)
     finally:
         await database.disconnect()
     assert (created.replayed, replayed.replayed) == (False, True)

@@ -48,7 +48,7 @@ jobs = sa.Table(
 )
 
 # A create's idempotency key, per tenant: the job it created and the request it came
-# with (app.jobs.idempotency, app.jobs.store.create_job_once). Migration 0006.
+# with (app.jobs.idempotency, app.jobs.keys.create_job_once). Migration 0006.
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,

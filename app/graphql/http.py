@@ -21,9 +21,6 @@ adds the context and WebSocket behaviour.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -44,8 +41,9 @@ from app.errors import AppError, InvalidInput, MalformedBody, UnsupportedMediaTy
 from app.graphql.anonymous import introspection_only
 from app.graphql.context import Context
 from app.graphql.errors import assign_code
-from app.graphql.persisted import Named, PersistedDocuments, named
+from app.graphql.persisted import PersistedDocuments
 from app.graphql.prepared import PreparedOperations
+from app.graphql.request import RequestData, RequestRefused, checked_parameters, get_parameters
 from app.logs import note_operation, operation_label
 
 JSON = "application/json"
@@ -72,18 +70,6 @@ class NoGraphiQL(AppError):
             "GraphiQL is switched off here (GRAPHIQL=false); send GraphQL requests,"
             " e.g. GET /graphql?query={__typename}"
         )
-
-
-class RequestRefused(Exception):
-    """Answer with `status` and this one error; no GraphQL operation runs."""
-
-    def __init__(
-        self, status: int, error: AppError, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(error.message)
-        self.status = status
-        self.error = error
-        self.headers = dict(headers or {})
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -165,13 +151,6 @@ def error_body(error: AppError) -> dict[str, Any]:
     return {"errors": [graphql_error.formatted]}
 
 
-@dataclass
-class RequestData(GraphQLRequestData):
-    """A request's parameters, with the persisted document it names (app.graphql.persisted)."""
-
-    persisted: Named | None = None
-
-
 class GraphQLOverHTTP(GraphQL[Context, None]):
     """The HTTP half of the /graphql view (the WebSocket half is strawberry's)."""
 
@@ -247,7 +226,7 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
             # Streaming subscriptions and uploads, when enabled, are strawberry's.
             return await super().parse_http_body(request)
         if request.method == "GET":
-            return _get_parameters(request.query_params)
+            return get_parameters(request.query_params)
         problem = media.content_type_problem(request.content_type)
         if problem is not None:
             raise RequestRefused(415, UnsupportedMediaType(problem))
@@ -256,7 +235,7 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
             parameters = media.loads(body)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise RequestRefused(400, MalformedBody(f"body: not valid JSON ({exc})")) from None
-        return _request_data(parameters)
+        return checked_parameters(parameters)
 
     async def execute_operation(
         self,
@@ -370,50 +349,6 @@ def _refusal_for(
     else:
         problem = f"no operation named {cause.operation_name!r} in the document"
     return RequestRefused(400, InvalidInput("operationName", problem))
-
-
-def _get_parameters(query_params: Mapping[str, Any]) -> GraphQLRequestData:
-    parameters: dict[str, Any] = {}
-    for name, value in query_params.items():
-        if isinstance(value, list):
-            raise RequestRefused(400, InvalidInput(name, "given more than once"))
-        if name in ("variables", "extensions") and value:
-            try:
-                value = json.loads(value)
-            except ValueError as exc:
-                raise RequestRefused(400, InvalidInput(name, f"not valid JSON ({exc})")) from None
-        parameters[name] = value or None
-    return _request_data(parameters)
-
-
-def _request_data(parameters: object) -> GraphQLRequestData:
-    """Check the spec's request parameters; any other shape is the client's error."""
-    if not isinstance(parameters, dict):
-        raise RequestRefused(400, InvalidInput("body", "must be a JSON object"))
-    try:
-        persisted = named(parameters)
-    except InvalidInput as exc:
-        raise RequestRefused(400, exc) from None
-    query = parameters.get("query")
-    if query is None and persisted is None:
-        raise RequestRefused(400, InvalidInput("query", "required: the GraphQL document"))
-    _expect(parameters, "query", str, "a string")
-    _expect(parameters, "operationName", str, "a string or null")
-    _expect(parameters, "variables", dict, "an object or null")
-    _expect(parameters, "extensions", dict, "an object or null")
-    return RequestData(
-        query=query,
-        variables=parameters.get("variables"),
-        operation_name=parameters.get("operationName"),
-        extensions=parameters.get("extensions"),
-        persisted=persisted,
-    )
-
-
-def _expect(parameters: Mapping[str, Any], name: str, kind: type, described: str) -> None:
-    value = parameters.get(name)
-    if value is not None and not isinstance(value, kind):
-        raise RequestRefused(400, InvalidInput(name, f"must be {described}"))
 
 
 __all__ = ["GRAPHQL_RESPONSE", "JSON", "GraphQLOverHTTP", "negotiate"]

@@ -2,7 +2,7 @@
 
 A client that sends `createJob` (or `POST /encoding/jobs`) with a key and gets no
 answer can send it again with the same key: it gets the job the first one created,
-never a second job (`app.jobs.store.create_job_once` holds the key and the job in
+never a second job (`app.jobs.keys.create_job_once` holds the key and the job in
 one transaction). Keys are per tenant and remembered for IDEMPOTENCY_KEY_TTL
 (24 hours by default); `app.jobs.sweeper` forgets them afterwards.
 """

@@ -19,7 +19,7 @@ from databases import Database
 
 from app.auth import ALL_SCOPES, READ, REPORT, WRITE, Caller, require
 from app.errors import JobNotFound
-from app.jobs import idempotency, store
+from app.jobs import idempotency, keys, store
 from app.jobs.cursors import CursorCodec
 from app.jobs.events import JobEvents
 from app.jobs.mailbox import JobStream
@@ -99,7 +99,7 @@ class Jobs:
         key_field: str = idempotency.ARGUMENT,
     ) -> Created:
         """Create a job; with an idempotency key, at most one per key and tenant while
-        the key lasts (`store.create_job_once`). `key_field` names the key in errors."""
+        the key lasts (`keys.create_job_once`). `key_field` names the key in errors."""
         self.allow(WRITE)
         if idempotency_key is None:
             with database_calls():
@@ -108,7 +108,7 @@ class Jobs:
         else:
             key = idempotency.for_request(idempotency_key, new, key_field)
             with database_calls():
-                created = await store.create_job_once(
+                created = await keys.create_job_once(
                     self.database,
                     self.tenant,
                     new,

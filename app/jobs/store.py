@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
-from sqlalchemy.dialects import postgresql, sqlite
 
-from app.db.tables import NEXT_CHANGE, idempotency_keys, jobs
-from app.errors import IdempotencyKeyReused, InvalidTransition, JobNotFound
-from app.jobs.idempotency import IdempotencyKey
+from app.db.tables import NEXT_CHANGE, jobs
+from app.errors import InvalidTransition, JobNotFound
 from app.jobs.model import (
-    Created,
     Job,
     JobChange,
     JobFilter,
@@ -38,7 +35,7 @@ from app.webhooks.model import EventType, event_for_report
 from app.webhooks.outbox import Outbox
 
 
-def _job(row: Mapping[str, Any]) -> Job:
+def job_from_row(row: Mapping[str, Any]) -> Job:
     return Job(
         id=row["id"],
         tenant=row["tenant"],
@@ -75,12 +72,12 @@ async def _change(
     wanting = outbox.concerned(await outbox.endpoints(db, tenant), event)
     if not wanting:
         row = await db.fetch_one(statement)
-        return _job(row._mapping) if row is not None else None
+        return job_from_row(row._mapping) if row is not None else None
     async with db.transaction():
         row = await db.fetch_one(statement)
         if row is None:
             return None
-        job = _job(row._mapping)
+        job = job_from_row(row._mapping)
         recorded = await outbox.record(db, job, event, wanting)
     if recorded:
         outbox.recorded()
@@ -139,107 +136,13 @@ _IN_PROGRESS, _COMPLETED, _FAILED = (
 async def create_job(
     db: Database, tenant: str, new: NewJob, outbox: Outbox = DEFAULT_OUTBOX
 ) -> Job:
-    insert = _insert_job(tenant, new, uuid.uuid4(), utcnow())
+    insert = insert_job(tenant, new, uuid.uuid4(), utcnow())
     job = await _change(db, tenant, insert, outbox, EventType.JOB_CREATED)
     assert job is not None
     return job
 
 
-async def create_job_once(
-    db: Database,
-    tenant: str,
-    new: NewJob,
-    key: IdempotencyKey,
-    ttl: timedelta,
-    outbox: Outbox = DEFAULT_OUTBOX,
-) -> Created:
-    """Create the job unless `key` already created one within `ttl`: then that job,
-    as it was created, and nothing stored; CONFLICT if it came with another request.
-
-    The key is claimed and the job inserted in one transaction. Concurrent claims of
-    one key meet at the unique (tenant, key) constraint: on PostgreSQL the later ones
-    wait for the first's commit and then find its key; SQLite runs one writer at a
-    time. An expired key is taken over in the same statement, as if it were new. The
-    webhook deliveries a new job causes are recorded in that transaction too (`_change`).
-    """
-    job_id, now = uuid.uuid4(), utcnow()
-    wanting = outbox.concerned(await outbox.endpoints(db, tenant), EventType.JOB_CREATED)
-    async with db.transaction():
-        claimed = await db.fetch_one(_claim(db.url.dialect, tenant, key, job_id, now, now - ttl))
-        if claimed is not None:
-            inserted = await db.fetch_one(_insert_job(tenant, new, job_id, now))
-            assert inserted is not None
-            job = _job(inserted._mapping)
-            recorded = bool(wanting) and await outbox.record(
-                db, job, EventType.JOB_CREATED, wanting
-            )
-        else:
-            # Not claimed: the key is held, unexpired (and locked by the claim, on PostgreSQL).
-            row = await db.fetch_one(
-                sa.select(idempotency_keys.c.fingerprint, *jobs.c)
-                .join(jobs, jobs.c.id == idempotency_keys.c.job_id)
-                .where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key.key)
-            )
-    if claimed is not None:
-        if recorded:
-            outbox.recorded()
-        return Created(job, replayed=False)
-    if row is None:
-        raise RuntimeError(f"idempotency key {key.key!r} of tenant {tenant!r} names no job")
-    if row._mapping["fingerprint"] != key.fingerprint:
-        raise IdempotencyKeyReused(
-            f"idempotency key {key.key!r} was already used with a different request "
-            f"(job {row._mapping['id']}); use a new key for a new job"
-        )
-    return Created(_job(row._mapping).as_created(), replayed=True)
-
-
-def _claim(
-    dialect: str,
-    tenant: str,
-    key: IdempotencyKey,
-    job_id: uuid.UUID,
-    now: datetime,
-    expired_before: datetime,
-) -> sa.Insert:
-    """Insert the key, or take it over if it expired; returns a row if it did either."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(idempotency_keys).values(
-        tenant=tenant, key=key.key, fingerprint=key.fingerprint, job_id=job_id, created_at=now
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[idempotency_keys.c.tenant, idempotency_keys.c.key],
-        set_={
-            "fingerprint": statement.excluded.fingerprint,
-            "job_id": statement.excluded.job_id,
-            "created_at": statement.excluded.created_at,
-        },
-        where=idempotency_keys.c.created_at <= expired_before,
-    ).returning(idempotency_keys.c.job_id)
-
-
-async def forget_keys(db: Database, expired_before: datetime, limit: int) -> int:
-    """Delete at most `limit` keys first used before `expired_before`; how many went.
-
-    One short statement per batch, so no lock is held for long however many expired.
-    On PostgreSQL keys being claimed right now (locked) are skipped, not waited for.
-    """
-    batch = (
-        sa.select(idempotency_keys.c.seq)
-        .where(idempotency_keys.c.created_at <= expired_before)
-        .limit(limit)
-    )
-    if db.url.dialect == "postgresql":
-        batch = batch.with_for_update(skip_locked=True)
-    rows = await db.fetch_all(
-        idempotency_keys.delete()
-        .where(idempotency_keys.c.seq.in_(batch.scalar_subquery()))
-        .returning(idempotency_keys.c.seq)
-    )
-    return len(rows)
-
-
-def _insert_job(
+def insert_job(
     tenant: str, new: NewJob, job_id: uuid.UUID, now: datetime
 ) -> sa.StatementLambdaElement:
     """The insert of a new job, returning its row."""
@@ -273,7 +176,7 @@ async def get_job(db: Database, tenant: str, job_id: uuid.UUID) -> Job | None:
             lambda: sa.select(*jobs.c).where(jobs.c.id == job_id, jobs.c.tenant == tenant)
         )
     )
-    return _job(row._mapping) if row is not None else None
+    return job_from_row(row._mapping) if row is not None else None
 
 
 async def list_jobs(
@@ -281,7 +184,7 @@ async def list_jobs(
 ) -> Page:
     """Newest first; `after` is the `seq` of the last job of the previous page."""
     rows = await db.fetch_all(list_query(tenant, job_filter, first + 1, after))
-    found = [_job(row._mapping) for row in rows]
+    found = [job_from_row(row._mapping) for row in rows]
     return Page(jobs=found[:first], has_next=len(found) > first)
 
 
@@ -410,7 +313,7 @@ async def jobs_by_id(db: Database, job_ids: Collection[uuid.UUID]) -> list[Job]:
     for job_id in job_ids:
         row = await db.fetch_one(sa.select(*jobs.c).where(jobs.c.id == job_id))
         if row is not None:
-            found.append(_job(row._mapping))
+            found.append(job_from_row(row._mapping))
     return found
 
 
@@ -422,7 +325,7 @@ async def changed_since(db: Database, tenant: str, since: datetime, limit: int) 
         .order_by(jobs.c.updated_at, jobs.c.seq)
         .limit(limit)
     )
-    return [_job(row._mapping) for row in rows]
+    return [job_from_row(row._mapping) for row in rows]
 
 
 # What a process needs to tell whether it has passed a change on: no inputs, no UUIDs

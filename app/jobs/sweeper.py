@@ -1,7 +1,7 @@
 """Expired idempotency keys forgotten: a few small deletes every few minutes.
 
 A key older than IDEMPOTENCY_KEY_TTL already acts as a new one (the create that
-meets it takes it over, `store.create_job_once`); this only keeps the table from
+meets it takes it over, `keys.create_job_once`); this only keeps the table from
 growing. Each batch is one short DELETE of at most BATCH rows, so no lock is held
 for long however many keys expired at once; every process runs one (on PostgreSQL,
 a key another process is deleting or claiming is skipped, not waited for).
@@ -17,7 +17,7 @@ from datetime import timedelta
 from databases import Database
 
 from app.errors import Unavailable
-from app.jobs import store
+from app.jobs import keys
 from app.jobs.model import utcnow
 from app.logs import Throttle
 from app.outages import database_calls, reason
@@ -59,7 +59,7 @@ class KeySweeper:
         deleted = 0
         while True:
             with database_calls():
-                count = await store.forget_keys(self._database, expired_before, self.batch)
+                count = await keys.forget_keys(self._database, expired_before, self.batch)
             deleted += count
             if count < self.batch:
                 return deleted

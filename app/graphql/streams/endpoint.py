@@ -32,7 +32,8 @@ from strawberry.http import GraphQLRequestData
 from app.auth import challenge
 from app.errors import AppError, InvalidInput, NotFound, ProtocolConflict, Unavailable
 from app.graphql.errors import QUERY_TOO_COMPLEX
-from app.graphql.http import JSON, BadRequest, RequestRefused
+from app.graphql.http import JSON, BadRequest
+from app.graphql.request import RequestRefused
 from app.graphql.streams.framing import MULTIPART, SSE, DistinctSSE, Framing, Multipart, SingleSSE
 from app.graphql.streams.stream import HTTPStream
 from app.graphql.ws.handlers import limit_reached_message

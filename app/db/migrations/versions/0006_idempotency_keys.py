@@ -2,7 +2,7 @@
 
 A new table, nothing existing changes: upgrading takes a moment whatever the number
 of jobs. The unique (tenant, key) constraint is what makes concurrent creates with one
-key store one job (app.jobs.store.create_job_once); the index on created_at lets
+key store one job (app.jobs.keys.create_job_once); the index on created_at lets
 expired keys be found and deleted in small batches (app.jobs.sweeper).
 
 Revision ID: 0006
